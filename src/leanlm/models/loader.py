@@ -1,0 +1,107 @@
+"""Resolve a model spec to a loaded (model, tokenizer) pair.
+
+A spec is, in the order tried: a registry name (`smollm2-135m-instruct`), a `.gguf` file, a local Hugging
+Face directory, or a hub id (only where a hub is reachable). GGUF files are dequantised once and cached.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from leanlm.errors import ModelFileError, ModelNotFoundError
+from leanlm.home import leanlm_home
+from leanlm.models.gguf_cache import converted_dir, gguf_fingerprint
+from leanlm.models.registry import DEFAULT_MODEL, REGISTRY, registry_entry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what artifacts need to check they were fitted on it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # the spec the user gave
+    fingerprint: str  # stable id of the weights: GGUF fingerprint or hash of the safetensors index
+
+    @property
+    def max_context(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+
+
+def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+    """Load the model a spec names, in eval mode, on `device`."""
+    directory, fingerprint = _resolve(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
+    except OSError as err:
+        raise ModelFileError(
+            f"cannot load model from {directory}: {err}; if this is leanlm's cache, delete that directory "
+            "and run again to convert anew"
+        ) from err
+    model.to(device).eval()
+    _set_padding(tokenizer)
+    logger.info("loaded %s from %s (%s, %s)", spec, directory, dtype, device)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, fingerprint=fingerprint)
+
+
+def _resolve(spec: str) -> tuple[str | Path, str]:
+    """Return (directory or hub id to load, fingerprint) for a spec."""
+    entry = registry_entry(spec)
+    if entry is not None:
+        home = leanlm_home()
+        gguf = entry.gguf_path(home)
+        return converted_dir(gguf, home), gguf_fingerprint(gguf)
+
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelFileError(f"GGUF file {path} not found; check the path")
+        return converted_dir(path.resolve(), leanlm_home()), gguf_fingerprint(path)
+
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelFileError(f"{path} has no config.json, so it is not a Hugging Face model directory")
+        return path, _directory_fingerprint(path)
+
+    if path.exists() or spec.count("/") != 1:
+        raise ModelNotFoundError(
+            f"unknown model {spec!r}; use a registry name ({', '.join(REGISTRY)}), a .gguf file, "
+            "a local Hugging Face directory or a hub id such as org/name"
+        )
+    return _hub_snapshot(spec)
+
+
+def _hub_snapshot(repo_id: str) -> tuple[Path, str]:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        directory = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja"]))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
+        raise ModelNotFoundError(
+            f"cannot fetch {repo_id!r} from the hub ({type(err).__name__}); use a registry name "
+            f"({', '.join(REGISTRY)}), a .gguf file or a local directory when no hub is reachable"
+        ) from err
+    return directory, _directory_fingerprint(directory)
+
+
+def _directory_fingerprint(directory: Path) -> str:
+    """Hash config.json and the names and sizes of the weight files: cheap, and changes when weights do."""
+    digest = hashlib.sha256((directory / "config.json").read_bytes())
+    for weights in sorted(directory.glob("*.safetensors")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _set_padding(tokenizer: PreTrainedTokenizerBase) -> None:
+    # Decoder-only batches are padded on the left so every row's last token is its newest one.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token

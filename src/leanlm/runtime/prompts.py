@@ -1,0 +1,81 @@
+"""Turn prompts (text or token ids) into one left-padded batch.
+
+Shapes: B batch, T tokens of the longest prompt.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from leanlm.errors import InvalidArgumentError
+
+Prompt = str | Sequence[int]
+
+
+@dataclass
+class PromptBatch:
+    input_ids: torch.Tensor  # [B, T], left-padded
+    attention_mask: torch.Tensor  # [B, T], 0 on padding
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.attention_mask.sum(dim=1).tolist()
+
+    @property
+    def has_padding(self) -> bool:
+        return bool((self.attention_mask == 0).any())
+
+    def position_ids(self) -> torch.Tensor:
+        """Return the position of each token counted from its row's first real token; 0 on padding."""
+        positions = self.attention_mask.long().cumsum(dim=-1) - 1  # [B, T]
+        return positions.masked_fill(self.attention_mask == 0, 0)
+
+
+def apply_chat_template(tokenizer: PreTrainedTokenizerBase, prompt: str, system: str | None = None) -> str:
+    """Wrap a user message in the tokenizer's chat template, ending where the assistant starts."""
+    if tokenizer.chat_template is None:
+        raise InvalidArgumentError(
+            f"the tokenizer of {tokenizer.name_or_path} has no chat template; pass raw text (no chat mode)"
+        )
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    *,
+    chat: bool = False,
+    system: str | None = None,
+) -> PromptBatch:
+    """Tokenise text prompts (or take token ids as given) and left-pad them into one batch."""
+    if len(prompts) == 0:
+        raise InvalidArgumentError("no prompts given; pass at least one prompt")
+    rows = [_encode_one(tokenizer, prompt, chat=chat, system=system) for prompt in prompts]
+
+    width = max(len(row) for row in rows)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [B, T]
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [B, T]
+    for b, row in enumerate(rows):
+        input_ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[b, width - len(row) :] = 1
+    return PromptBatch(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def _encode_one(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, *, chat: bool, system: str | None) -> list[int]:
+    if not isinstance(prompt, str):
+        ids = [int(t) for t in prompt]
+        if not ids:
+            raise InvalidArgumentError("a prompt has no tokens; pass non-empty prompts")
+        return ids
+
+    if not prompt.strip():
+        raise InvalidArgumentError("the prompt is empty; pass some text to continue or answer")
+    if chat:
+        # The template already holds the special tokens the model expects.
+        return tokenizer(apply_chat_template(tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt)["input_ids"]
