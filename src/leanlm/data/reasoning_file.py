@@ -18,9 +18,9 @@ def read_task_file(path: Path, limit: int) -> list[ReasoningTask]:
 
     Blank lines are skipped but still counted, so the index in a task's id "<file stem>-<line index>"
     is the 0-based position of its line in the file. Lines after the first `limit` tasks are not
-    read. Raises DataSourceError, naming the file and the
-    1-based line number, for a line that is not a JSON object with a non-empty string "question" and
-    a string or number "answer", and for a file that is missing or has no tasks.
+    validated. Raises DataSourceError for a file that is missing or has no tasks, and for a line
+    that is not a JSON object with a non-empty string "question" and a string or number "answer".
+    The line error names the file and the 1-based line number.
     """
     try:
         text = path.read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ _CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class _TokenizerKey:
-    """Hashable cache key for a tokenizer. The tokenizer object itself takes no part in hashing."""
+    """Hashable cache key for a tokenizer. The tokenizer object is excluded from hashing and comparison."""
 
     class_name: str
     name_or_path: str
