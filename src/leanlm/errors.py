@@ -1,7 +1,7 @@
 """The one exception family of leanlm.
 
 Every error a user can cause (bad model name, bad file, bad option value) is a `LeanLMError`. Its message
-says what was wrong and what to do; the CLI prints it as one line and exits with code 2.
+states what was wrong and what to do; the CLI prints it as one line and exits with code 2.
 """
 
 

@@ -1,4 +1,4 @@
-"""Where leanlm keeps converted models and other cached files: `$LEANLM_HOME`, default `~/.cache/leanlm`."""
+"""The cache directory of leanlm, for converted models and other files: `$LEANLM_HOME`, default `~/.cache/leanlm`."""
 
 import os
 import tempfile

@@ -1,0 +1,1 @@
+"""Benchmarks: each compares a leanlm path with its baseline or peer in the same run."""

@@ -2,7 +2,7 @@
 
 transformers reads GGUF by dequantising every tensor (about 20 s for the 135M default model); the cached
 safetensors directory loads in well under a second. A file lock makes concurrent processes wait for one
-conversion, and the directory appears only by an atomic rename, so no process ever sees a half-written model.
+conversion, and the directory appears only by an atomic rename, so no process ever reads a half-written model.
 """
 
 import hashlib
@@ -29,8 +29,8 @@ SOURCE_FILE = "leanlm-source.json"
 def gguf_fingerprint(path: Path) -> str:
     """Return a short stable id of a GGUF file: sha256 of its size and its first and last 4 MiB.
 
-    Hashing a multi-GB file on every load would cost seconds; the two ends hold the header, the tensor
-    index and the last tensors, so any re-quantisation or truncation changes the fingerprint.
+    Hashing a multi-GB file on every load would cost seconds. The two ends contain the header, the tensor
+    index and the last tensors, so a re-quantisation or a truncation changes the fingerprint.
     """
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())

@@ -1,4 +1,4 @@
-"""KV caches as the generation loop sees them: how to make one, and how many bytes one really holds.
+"""KV caches as the generation loop uses them: how to make one, and how many bytes one really holds.
 
 Every KV method plugs in here by handing the loop a transformers `Cache` (or a factory of them). The loop
 never reads the cache's length to place tokens: positions come from the tokens processed, so a cache may

@@ -28,7 +28,7 @@ TextCallback = Callable[[int, str], None]  # (batch row, new text)
 
 @dataclass
 class Generation:
-    """What one call of `generate` produced, per row, with timings and the cache's size."""
+    """Output of one `generate` call: tokens and text per row, timings, and the cache's size."""
 
     prompt_lengths: list[int]
     tokens: list[list[int]]  # new tokens per row, up to and including EOS or the stop string
@@ -68,8 +68,10 @@ def generate(
     config = config or SamplingConfig()
     batch = encode_prompts(tokenizer, prompts, chat=chat, system=system)
     check_context(model, batch.input_ids.shape[1], config.max_new_tokens)
-    if cache is None or callable(cache) and not isinstance(cache, Cache):
-        cache = (cache or dynamic_cache)(model)
+    if cache is None:
+        cache = dynamic_cache(model)
+    elif not isinstance(cache, Cache):
+        cache = cache(model)
 
     with torch.inference_mode():
         return _run(model, tokenizer, batch, config, cache, on_text)
@@ -86,8 +88,7 @@ def check_context(model: PreTrainedModel, prompt_tokens: int, new_tokens: int) -
 
 def _run(model, tokenizer, batch: PromptBatch, config: SamplingConfig, cache: Cache, on_text) -> Generation:
     device = model.device
-    eos_ids = _eos_ids(model, tokenizer) if config.stop_at_eos else torch.tensor([], dtype=torch.long)
-    eos_ids = eos_ids.to(device)
+    eos_ids = _eos_ids(model, tokenizer) if config.stop_at_eos else set()
     generator = _generator(config, device)
     rows = [RowText(tokenizer, config.stop_strings) for _ in range(batch.input_ids.shape[0])]
     finish = ["length"] * len(rows)
@@ -143,7 +144,7 @@ def _record(rows, tokens, unfinished, eos_ids, finish, on_text) -> list[int]:
     for b, (row, token, active) in enumerate(zip(rows, tokens, unfinished)):
         if not active:
             continue
-        if eos_ids.numel() and token in eos_ids.tolist():
+        if token in eos_ids:
             row.tokens.append(token)
             finish[b] = "eos"
             done.append(b)
@@ -157,13 +158,12 @@ def _record(rows, tokens, unfinished, eos_ids, finish, on_text) -> list[int]:
     return done
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """Return the end-of-sequence ids transformers' generate would stop on."""
     eos = getattr(model.generation_config, "eos_token_id", None)
     if eos is None:
         eos = tokenizer.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    return torch.tensor(eos, dtype=torch.long)
+    return {eos} if isinstance(eos, int) else set(eos or [])
 
 
 def _generator(config: SamplingConfig, device: torch.device) -> torch.Generator | None:

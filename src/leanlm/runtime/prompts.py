@@ -36,9 +36,8 @@ class PromptBatch:
 def apply_chat_template(tokenizer: PreTrainedTokenizerBase, prompt: str, system: str | None = None) -> str:
     """Wrap a user message in the tokenizer's chat template, ending where the assistant starts."""
     if tokenizer.chat_template is None:
-        raise InvalidArgumentError(
-            f"the tokenizer of {tokenizer.name_or_path} has no chat template; pass raw text (no chat mode)"
-        )
+        name = tokenizer.name_or_path or type(tokenizer).__name__
+        raise InvalidArgumentError(f"the tokenizer {name!r} has no chat template; pass raw text (no chat mode)")
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -54,7 +53,7 @@ def encode_prompts(
     """Tokenise text prompts (or take token ids as given) and left-pad them into one batch."""
     if len(prompts) == 0:
         raise InvalidArgumentError("no prompts given; pass at least one prompt")
-    rows = [_encode_one(tokenizer, prompt, chat=chat, system=system) for prompt in prompts]
+    rows = [_encode_one(tokenizer, prompt, index, chat=chat, system=system) for index, prompt in enumerate(prompts)]
 
     width = max(len(row) for row in rows)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -66,16 +65,18 @@ def encode_prompts(
     return PromptBatch(input_ids=input_ids, attention_mask=attention_mask)
 
 
-def _encode_one(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, *, chat: bool, system: str | None) -> list[int]:
+def _encode_one(
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, index: int, *, chat: bool, system: str | None
+) -> list[int]:
     if not isinstance(prompt, str):
         ids = [int(t) for t in prompt]
         if not ids:
-            raise InvalidArgumentError("a prompt has no tokens; pass non-empty prompts")
+            raise InvalidArgumentError(f"prompt {index} has no tokens; pass non-empty prompts")
         return ids
 
     if not prompt.strip():
-        raise InvalidArgumentError("the prompt is empty; pass some text to continue or answer")
+        raise InvalidArgumentError(f"the prompt is empty (prompt {index}); pass some text to continue or answer")
     if chat:
-        # The template already holds the special tokens the model expects.
+        # The template already contains the special tokens the model expects.
         return tokenizer(apply_chat_template(tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
     return tokenizer(prompt)["input_ids"]

@@ -28,7 +28,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:
             raise InvalidArgumentError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens}")
-        if self.temperature < 0:
+        if not self.temperature >= 0:  # also rejects NaN
             raise InvalidArgumentError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k < 0:
             raise InvalidArgumentError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")

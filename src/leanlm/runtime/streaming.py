@@ -39,20 +39,20 @@ class RowText:
     def _take_ready(self) -> str:
         ready = len(self.text)
         if not self.stopped:
-            # Hold back a trailing half character and any tail that could be the start of a stop string.
+            # Hold back a trailing half character, then any tail of the rest that could start a stop string.
             if self.text.endswith(REPLACEMENT_CHAR):
                 ready -= 1
-            ready -= self._stop_prefix_length()
+            ready -= self._stop_prefix_length(self.text[:ready])
         ready = max(ready, self.emitted)
         delta = self.text[self.emitted : ready]
         self.emitted = ready
         return delta
 
-    def _stop_prefix_length(self) -> int:
+    def _stop_prefix_length(self, text: str) -> int:
         longest = 0
         for stop in self.stop_strings:
-            for n in range(min(len(stop) - 1, len(self.text)), 0, -1):
-                if self.text.endswith(stop[:n]):
+            for n in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:n]):
                     longest = max(longest, n)
                     break
         return longest

@@ -1,0 +1,58 @@
+"""`leanlm bench ...`: benchmarks that print a table and write JSON."""
+
+import platform
+from pathlib import Path
+
+import torch
+import typer
+from rich.table import Table
+
+from leanlm import __version__
+from leanlm.bench.generate import bench_generate
+from leanlm.cli.console import console, load_with_status, parse_ints, progress_bar, write_json
+from leanlm.models import DEFAULT_MODEL
+
+app = typer.Typer(help="Benchmarks against a baseline or peer, measured in one run.", no_args_is_help=True)
+
+
+@app.command("generate")
+def generate(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
+    contexts: str = typer.Option("512,4096", help="Prompt lengths in tokens, comma-separated."),
+    batches: str = typer.Option("1,4", help="Batch sizes, comma-separated."),
+    new_tokens: int = typer.Option(32, help="Tokens generated per row."),
+    repeats: int = typer.Option(3, help="Alternating runs of each implementation per setting; medians are kept."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
+):
+    """leanlm's generation loop against transformers `model.generate` (greedy): same tokens, tokens/s ratio."""
+    context_list, batch_list = parse_ints(contexts, "--contexts"), parse_ints(batches, "--batches")
+    loaded = load_with_status(model)
+    with progress_bar("bench generate", total=len(context_list) * len(batch_list)) as advance:
+        rows = bench_generate(loaded, context_list, batch_list, new_tokens, repeats, progress=advance)
+
+    table = Table(title=f"leanlm generate vs transformers generate ({model}, greedy, {new_tokens} new tokens)")
+    for column in ("context", "batch", "identical", "leanlm tok/s", "transformers tok/s", "speed ratio"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row.context),
+            str(row.batch),
+            "yes" if row.identical else "NO",
+            f"{row.leanlm_tokens_per_s:.2f}",
+            f"{row.transformers_tokens_per_s:.2f}",
+            f"{row.speed_ratio:.3f}",
+        )
+    console.print(table)
+    write_json(json_path, {"rows": [row.to_dict() for row in rows], "setup": _setup(model, repeats)})
+
+
+def _setup(model: str, repeats: int) -> dict:
+    return {
+        "model": model,
+        "repeats": repeats,
+        "leanlm_version": __version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "device": "cpu",
+    }

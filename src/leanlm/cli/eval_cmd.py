@@ -1,0 +1,70 @@
+"""`leanlm eval ppl` and `leanlm eval passkey`."""
+
+from pathlib import Path
+
+import typer
+
+from leanlm.cli.console import console, load_with_status, parse_floats, parse_ints, progress_bar, write_json
+from leanlm.data import token_windows
+from leanlm.eval import PasskeyConfig, continuation_perplexity, passkey_accuracy, perplexity
+from leanlm.models import DEFAULT_MODEL
+
+app = typer.Typer(help="Measure model quality on the evaluation split.", no_args_is_help=True)
+
+MODEL_HELP = "Registry name, .gguf file, local directory or hub id."
+
+
+@app.command("ppl")
+def ppl(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP),
+    split: str = typer.Option("evaluation", help="Prose split to score: evaluation or calibration."),
+    window: int = typer.Option(1024, help="Tokens per window."),
+    max_windows: int | None = typer.Option(None, help="Score only the first N windows."),
+    context: int | None = typer.Option(
+        None, help="Continuation mode: prefill this many tokens into the cache, score the rest of each window."
+    ),
+    batch_size: int = typer.Option(1, help="Windows per forward pass."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
+):
+    """Perplexity over token windows, or context-compressed continuation perplexity with --context."""
+    loaded = load_with_status(model)
+    windows = token_windows(loaded.tokenizer, split, window, max_windows)
+    with progress_bar("perplexity", total=windows.shape[0]) as advance:
+        if context is None:
+            result = perplexity(loaded.model, windows, batch_size=batch_size, progress=advance)
+        else:
+            result = continuation_perplexity(loaded.model, windows, context, batch_size=batch_size, progress=advance)
+
+    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} windows")
+    payload = result.to_dict() | {"model": model, "split": split, "window": window, "context": context}
+    write_json(json_path, payload)
+
+
+@app.command("passkey")
+def passkey(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP),
+    lengths: str = typer.Option("256,512,1024", help="Prompt lengths in tokens, comma-separated."),
+    depths: str = typer.Option("0,0.25,0.5,0.75,1", help="Depths of the key in the context (0 = start, 1 = end)."),
+    trials: int = typer.Option(4, help="Prompts per (length, depth) cell."),
+    seed: int = typer.Option(0, help="Seed for the keys and the prose chosen."),
+    batch_size: int = typer.Option(4, help="Prompts per generation batch."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
+):
+    """Passkey retrieval accuracy over context lengths and depths."""
+    config = PasskeyConfig(
+        lengths=parse_ints(lengths, "--lengths"),
+        depths=parse_floats(depths, "--depths"),
+        trials=trials,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    loaded = load_with_status(model)
+    total = len(config.lengths) * len(config.depths) * config.trials
+    with progress_bar("passkey", total=total) as advance:
+        result = passkey_accuracy(loaded.model, loaded.tokenizer, config, progress=advance)
+
+    summary = result.to_dict()
+    for length, accuracy in summary["by_length"].items():
+        console.print(f"length {length:>6}: accuracy {accuracy:.2f}")
+    console.print(f"overall accuracy {result.accuracy:.3f} (chance is about 1e-5)")
+    write_json(json_path, summary | {"model": model})
