@@ -37,6 +37,7 @@ def perplexity(
 ) -> PerplexityResult:
     """Score every token of each window after its first, with no cache and no compression."""
     _check_windows(windows, min_tokens=2)
+    _check_batch_size(batch_size)
     total_nll, total_tokens = 0.0, 0
     with torch.inference_mode():
         for batch in windows.split(batch_size):  # [B, T]
@@ -64,6 +65,7 @@ def continuation_perplexity(
     continuation over the cache, so the measure includes whatever a method did to the cached context.
     """
     _check_windows(windows, min_tokens=context + 1)
+    _check_batch_size(batch_size)
     if context <= 0:
         raise InvalidArgumentError(f"context must be a positive number of tokens, got {context}")
 
@@ -114,3 +116,8 @@ def _check_windows(windows: torch.Tensor, min_tokens: int) -> None:
         raise InvalidArgumentError(f"expected token windows of shape [N, T] with N > 0, got {tuple(windows.shape)}")
     if windows.shape[1] < min_tokens:
         raise InvalidArgumentError(f"windows of {windows.shape[1]} tokens are too short; need at least {min_tokens}")
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size}")

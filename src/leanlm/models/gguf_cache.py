@@ -78,11 +78,16 @@ def _convert(gguf: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    source = {"gguf": str(gguf), "fingerprint": gguf_fingerprint(gguf), "leanlm_version": __version__}
-    (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2, sort_keys=True))
-    os.replace(tmp, target)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        source = {"gguf": str(gguf), "fingerprint": gguf_fingerprint(gguf), "leanlm_version": __version__}
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2, sort_keys=True))
+        os.replace(tmp, target)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelFileError(f"cannot write the converted model to {target.parent} ({err}); free space or "
+                             f"set LEANLM_HOME to another directory") from err
 
 
 def cached_models(home: Path) -> list[dict]:

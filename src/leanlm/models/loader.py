@@ -40,7 +40,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # transformers 5.25 raises ValueError for a missing tokenizer
         raise ModelFileError(
             f"cannot load model from {directory}: {err}; if this is leanlm's cache, delete that directory "
             "and run again to convert anew"

@@ -94,6 +94,8 @@ def _run(model, tokenizer, batch: PromptBatch, config: SamplingConfig, cache: Ca
     finish = ["length"] * len(rows)
 
     # transformers drops an all-ones mask so attention takes its faster causal path; do the same.
+    # NOTE: the padding mask spans every token processed. A cache that evicts tokens must map it onto the
+    # tokens it kept (through its attention hook); transformers' mask code alone would misalign it.
     mask = batch.attention_mask.to(device) if batch.has_padding else None
     positions = batch.position_ids().to(device)  # [B, T]
     unfinished = torch.ones(len(rows), dtype=torch.bool, device=device)  # [B]

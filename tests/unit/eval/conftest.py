@@ -1,5 +1,6 @@
 """A tiny random-weight Llama and a byte-level BPE tokenizer trained in memory, for the eval tests."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -24,8 +25,8 @@ def passkey_template_text() -> str:
 def tokenizer() -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on the Gutenberg story and the passkey templates, padded on the left.
 
-    The templates are in the training text so their words are single tokens, which keeps the
-    passkey prompt overhead short enough for the small prompt lengths these tests use.
+    With the templates in the training text, the passkey prompt overhead (instruction, needle and
+    question) is about 80 tokens instead of about 110, which leaves room for prose at short lengths.
     """
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -70,6 +71,19 @@ def windows(model: LlamaForCausalLM) -> torch.Tensor:
     """Six random token windows of 24 tokens, shape [6, 24]."""
     generator = torch.Generator().manual_seed(1)
     return torch.randint(0, model.config.vocab_size, (6, 24), generator=generator)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread while these tests run, restoring the previous count afterwards.
+
+    The tiny model's matrices are too small to gain from threads. On the 2-core machine these tests were
+    written on, one decode step of the tiny model took about 250 ms with 2 threads and about 1 ms with 1.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,7 @@ from transformers import DynamicCache, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from leanlm.data import prose_tokens
 from leanlm.errors import ContextTooLongError, InvalidArgumentError
-from leanlm.eval import PasskeyConfig, PasskeyResult, passkey_accuracy
-from leanlm.eval import passkey
+from leanlm.eval import PasskeyConfig, PasskeyResult, passkey, passkey_accuracy
 from leanlm.eval.passkey import INSTRUCTION, NEEDLE, QUESTION, PasskeyCell, build_prompts
 from leanlm.runtime.generate import Generation
 
@@ -267,7 +266,7 @@ def test_accuracy_new_cache_per_batch(model: LlamaForCausalLM, tokenizer) -> Non
 def test_accuracy_counts_key_in_answer(
     model: LlamaForCausalLM, tokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in generator answers with the right key at depth 0 and a wrong number at depth 1.
+    # A stand-in generator returns the right key for depth 0 prompts and a wrong number for depth 1.
     def fake_generate(model, tokenizer, prompts, sampling, *, cache):
         texts = []
         for tokens in prompts:

