@@ -35,6 +35,13 @@ def wide_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
 
 
+@pytest.fixture(autouse=True)
+def converted_default_model(default_model):
+    # The first load of the GGUF file prints transformers' conversion progress bar on stderr; convert
+    # before any test reads stderr, so each sees only what its own command printed.
+    return default_model
+
+
 def test_unknown_model_name(capsys):
     code, err = run_cli(capsys, "generate", "-m", "no-such-model", "hello")
     assert_one_line_error(code, err, "unknown model", "smollm2-135m-instruct")

@@ -71,5 +71,5 @@ def write_json(path: Path | None, payload: dict) -> None:
 
 def load_with_status(spec: str) -> LoadedModel:
     """Load a model behind a spinner, since a first load of a GGUF file dequantises it (about 20 s for 135M)."""
-    with err_console.status(f"loading {spec} (a GGUF model is converted once on its first load)"):
+    with err_console.status(f"loading {spec} (the first load of a GGUF file converts it)"):
         return load_model(spec)

@@ -50,5 +50,6 @@ def generate(
     console.print(
         f"[dim]prompt tokens: {sum(result.prompt_lengths)} | generated tokens: {result.generated_tokens} | "
         f"{result.tokens_per_second:.1f} tokens/s | KV cache: {result.kv_bytes / 2**20:.2f} MiB "
-        f"({result.kv_bytes:,} bytes)[/dim]"
+        f"({result.kv_bytes:,} bytes)[/dim]",
+        highlight=False,
     )
