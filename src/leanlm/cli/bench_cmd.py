@@ -3,13 +3,11 @@
 import platform
 from pathlib import Path
 
-import torch
 import typer
 from rich.table import Table
 
 from leanlm import __version__
-from leanlm.bench.generate import bench_generate
-from leanlm.cli.console import console, load_with_status, parse_ints, progress_bar, write_json
+from leanlm.cli.console import check_json_path, console, load_with_status, parse_ints, progress_bar, write_json
 from leanlm.models import DEFAULT_MODEL
 
 app = typer.Typer(help="Benchmarks against a baseline or peer, measured in one run.", no_args_is_help=True)
@@ -25,6 +23,9 @@ def generate(
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
 ):
     """leanlm's generation loop against transformers `model.generate` (greedy): same tokens, tokens/s ratio."""
+    from leanlm.bench.generate import bench_generate
+
+    check_json_path(json_path)
     context_list, batch_list = parse_ints(contexts, "--contexts"), parse_ints(batches, "--batches")
     loaded = load_with_status(model)
     with progress_bar("bench generate", total=len(context_list) * len(batch_list)) as advance:
@@ -47,6 +48,8 @@ def generate(
 
 
 def _setup(model: str, repeats: int) -> dict:
+    import torch
+
     return {
         "model": model,
         "repeats": repeats,

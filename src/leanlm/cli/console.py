@@ -1,30 +1,48 @@
-"""Shared pieces of the CLI: consoles, progress bars, option parsing and JSON output."""
+"""Shared pieces of the CLI: consoles, logging, progress bars, option parsing and JSON output.
+
+Nothing here imports torch or transformers at module level, so `leanlm --help` starts quickly.
+"""
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from leanlm.errors import InvalidArgumentError, LeanLMError
-from leanlm.models import LoadedModel, load_model
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: never insert line breaks into model output or file paths when stdout is not a terminal
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(verbose: bool) -> None:
+    """Log leanlm's notices (such as a first-time model conversion); with `verbose`, everything at INFO."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("leanlm").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def quiet_transformers() -> None:
+    """Turn off transformers' per-load progress bars and notices, which would bury short outputs."""
     import transformers
 
-    level = logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console)], force=True)
-    # transformers' own per-load progress bars and notices would bury the output of short commands.
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+
+
+def load_with_status(spec: str):
+    """Load a model behind a spinner, since a first load of a GGUF file dequantises it (about 20 s for 135M)."""
+    from leanlm.models import load_model
+
+    quiet_transformers()
+    with err_console.status(f"loading {spec}"):
+        return load_model(spec)
 
 
 @contextmanager
@@ -45,20 +63,37 @@ def progress_bar(description: str, total: int) -> Iterator:
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
     """Parse a comma-separated list of integers such as "512,4096"."""
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise InvalidArgumentError(f"{option} expects comma-separated integers such as 512,4096, got {text!r}")
 
 
 def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """Parse a comma-separated list of numbers such as "0,0.5,1"."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        return tuple(float(part) for part in text.split(","))
     except ValueError:
         raise InvalidArgumentError(f"{option} expects comma-separated numbers such as 0,0.5,1, got {text!r}")
 
 
+def check_json_path(path: Path | None) -> None:
+    """Fail before a long run, not after it, when the results could not be written to `path`."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise LeanLMError(f"--json {path} is a directory; give a file path such as {path / 'results.json'}")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".leanlm-write-check-"):
+            pass
+    except OSError as err:
+        raise LeanLMError(
+            f"cannot write JSON results to {path} ({err.strerror} in {existing}); choose a writable path"
+        ) from err
+
+
 def write_json(path: Path | None, payload: dict) -> None:
-    """Write results as sorted, indented JSON; do nothing when no path was given."""
+    """Write results as sorted, indented JSON, creating missing parent directories; no path, no file."""
     if path is None:
         return
     try:
@@ -66,10 +101,4 @@ def write_json(path: Path | None, payload: dict) -> None:
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     except OSError as err:
         raise LeanLMError(f"cannot write JSON results to {path} ({err.strerror}); choose a writable path") from err
-    err_console.print(f"wrote {path}")
-
-
-def load_with_status(spec: str) -> LoadedModel:
-    """Load a model behind a spinner, since a first load of a GGUF file dequantises it (about 20 s for 135M)."""
-    with err_console.status(f"loading {spec} (the first load of a GGUF file converts it)"):
-        return load_model(spec)
+    err_console.print(f"wrote {path}", highlight=False)

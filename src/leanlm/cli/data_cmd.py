@@ -3,11 +3,12 @@
 from rich.table import Table
 
 from leanlm.cli.console import console
-from leanlm.data import list_sources
 
 
 def data():
     """List the prose, reasoning and safety sources with package, file, licence and size."""
+    from leanlm.data import list_sources
+
     sources = list_sources()
     table = Table(title="Data sources")
     for column in ("name", "kind", "package", "size"):
@@ -18,6 +19,7 @@ def data():
 
     console.print("\n[bold]Where each comes from[/bold]")
     for source in sources:
-        console.print(f"[bold]{source.name}[/bold]: {source.file}", highlight=False)
+        where = "generator" if source.kind == "reasoning" else "file"
+        console.print(f"[bold]{source.name}[/bold] ({where}: {source.file})", highlight=False)
         console.print(f"  {source.description}", highlight=False)
         console.print(f"  licence: {source.licence}", highlight=False)

@@ -4,12 +4,10 @@ from pathlib import Path
 
 import typer
 
-from leanlm.cli.console import console, load_with_status, parse_floats, parse_ints, progress_bar, write_json
-from leanlm.data import token_windows
-from leanlm.eval import PasskeyConfig, continuation_perplexity, passkey_accuracy, perplexity
+from leanlm.cli.console import check_json_path, console, load_with_status, parse_floats, parse_ints, progress_bar, write_json
 from leanlm.models import DEFAULT_MODEL
 
-app = typer.Typer(help="Measure model quality on the evaluation split.", no_args_is_help=True)
+app = typer.Typer(help="Measure model quality on real prose: perplexity and passkey retrieval.", no_args_is_help=True)
 
 MODEL_HELP = "Registry name, .gguf file, local directory or hub id."
 
@@ -19,14 +17,20 @@ def ppl(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP),
     split: str = typer.Option("evaluation", help="Prose split to score: evaluation or calibration."),
     window: int = typer.Option(1024, help="Tokens per window."),
-    max_windows: int | None = typer.Option(None, help="Score only the first N windows."),
+    max_windows: int | None = typer.Option(None, help="Score only the first N windows (the evaluation split starts with the Gutenberg story)."),
     context: int | None = typer.Option(
-        None, help="Continuation mode: prefill this many tokens into the cache, score the rest of each window."
+        None, help="Continuation mode: prefill this many tokens of each window into the KV cache, score the rest."
     ),
     batch_size: int = typer.Option(1, help="Windows per forward pass."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
 ):
     """Perplexity over token windows, or context-compressed continuation perplexity with --context."""
+    from leanlm.data import token_windows
+    from leanlm.eval import continuation_perplexity, perplexity
+
+    check_json_path(json_path)
+    if context is not None and context >= window:
+        raise_context_error(context, window)
     loaded = load_with_status(model)
     windows = token_windows(loaded.tokenizer, split, window, max_windows)
     with progress_bar("perplexity", total=windows.shape[0]) as advance:
@@ -35,9 +39,15 @@ def ppl(
         else:
             result = continuation_perplexity(loaded.model, windows, context, batch_size=batch_size, progress=advance)
 
-    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} windows")
-    payload = result.to_dict() | {"model": model, "split": split, "window": window, "context": context}
-    write_json(json_path, payload)
+    noun = "window" if result.windows == 1 else "windows"
+    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}")
+    write_json(json_path, result.to_dict() | {"model": model, "split": split, "window": window, "context": context})
+
+
+def raise_context_error(context: int, window: int) -> None:
+    from leanlm.errors import InvalidArgumentError
+
+    raise InvalidArgumentError(f"--context {context} must be smaller than --window {window}, so tokens remain to score")
 
 
 @app.command("passkey")
@@ -48,9 +58,12 @@ def passkey(
     trials: int = typer.Option(4, help="Prompts per (length, depth) cell."),
     seed: int = typer.Option(0, help="Seed for the keys and the prose chosen."),
     batch_size: int = typer.Option(4, help="Prompts per generation batch."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results, with every (length, depth) cell, as JSON."),
 ):
     """Passkey retrieval accuracy over context lengths and depths."""
+    from leanlm.eval import PasskeyConfig, passkey_accuracy
+
+    check_json_path(json_path)
     config = PasskeyConfig(
         lengths=parse_ints(lengths, "--lengths"),
         depths=parse_floats(depths, "--depths"),

@@ -2,8 +2,9 @@
 
 import sys
 
-import click
 import typer
+from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from leanlm.cli import bench_cmd, data_cmd, eval_cmd, generate_cmd, models_cmd
 from leanlm.cli.console import err_console, setup_logging
@@ -31,17 +32,28 @@ app.add_typer(bench_cmd.app, name="bench")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a `LeanLMError` prints as `error: ...` on stderr and exits with code 2."""
+    """Run the CLI; a bad input prints one `error: ...` line on stderr and exits with code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode, typer returns the exit code of --help (0) or Ctrl-C (130).
+        code = app(args=argv, standalone_mode=False)
     except LeanLMError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _fail(str(err))
+    except NoArgsIsHelpError as err:
+        # typer's rich help has already printed itself to stdout; the plain one comes back as the message
+        if help_text := err.format_message().strip():
+            err_console.print(help_text, markup=False, highlight=False)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "leanlm"
+        _fail(f"{err.format_message()} (see: {command} --help)")
+    except typer.Abort:
+        code = 130
+    if code == 130:
         err_console.print("interrupted")
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    err_console.print(Text("error: ", style="red") + Text(message))
+    sys.exit(2)

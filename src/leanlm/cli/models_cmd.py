@@ -4,11 +4,13 @@ from rich.table import Table
 
 from leanlm.cli.console import console
 from leanlm.home import leanlm_home
-from leanlm.models import DEFAULT_MODEL, REGISTRY, cached_models
+from leanlm.models import DEFAULT_MODEL, REGISTRY
 
 
 def models():
     """List the named models, whether their package is installed, and the converted models on disk."""
+    from leanlm.models.gguf_cache import cached_models
+
     table = Table(title="Named models")
     for column in ("name", "package", "installed"):
         table.add_column(column)

@@ -74,7 +74,7 @@ def token_windows(tokenizer: Any, split: str, window: int, max_windows: int | No
 
 def _validate_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"Invalid {name} {value!r}: it must be a positive integer number of tokens.")
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _cut_windows(tokens: torch.Tensor, window: int) -> torch.Tensor:

@@ -26,10 +26,10 @@ class PerplexityResult:
     nll: float  # mean negative log-likelihood per scored token, in nats
     tokens: int  # scored tokens
     windows: int
-    kv_bytes: int = 0  # mean bytes the cache held after prefill (continuation perplexity only)
+    kv_bytes: int | None = None  # mean bytes the cache held after prefill; continuation perplexity only
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def perplexity(

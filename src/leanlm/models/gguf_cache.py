@@ -65,7 +65,7 @@ def converted_dir(gguf: Path, home: Path) -> Path:
 
 
 def _convert(gguf: Path, target: Path) -> None:
-    logger.info("dequantising %s once into %s (takes about 20 s for 135M parameters)", gguf.name, target)
+    logger.info("converting %s once into %s (about 20 s for 135M parameters)", gguf.name, target)
     tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -47,7 +47,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
         ) from err
     model.to(device).eval()
     _set_padding(tokenizer)
-    logger.info("loaded %s from %s (%s, %s)", spec, directory, dtype, device)
+    logger.debug("loaded %s from %s (%s, %s)", spec, directory, dtype, device)
     return LoadedModel(model=model, tokenizer=tokenizer, name=spec, fingerprint=fingerprint)
 
 
@@ -70,7 +70,9 @@ def _resolve(spec: str) -> tuple[str | Path, str]:
             raise ModelFileError(f"{path} has no config.json, so it is not a Hugging Face model directory")
         return path, _directory_fingerprint(path)
 
-    if path.exists() or spec.count("/") != 1:
+    if path.is_file():
+        raise ModelFileError(f"{path} is a file but not a .gguf model; pass a .gguf file or a model directory")
+    if spec.count("/") != 1:
         raise ModelNotFoundError(
             f"unknown model {spec!r}; use a registry name ({', '.join(REGISTRY)}), a .gguf file, "
             "a local Hugging Face directory or a hub id such as org/name"
@@ -86,8 +88,8 @@ def _hub_snapshot(repo_id: str) -> tuple[Path, str]:
         directory = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja"]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
         raise ModelNotFoundError(
-            f"cannot fetch {repo_id!r} from the hub ({type(err).__name__}); use a registry name "
-            f"({', '.join(REGISTRY)}), a .gguf file or a local directory when no hub is reachable"
+            f"cannot fetch {repo_id!r} from the Hugging Face hub: the hub is unreachable or has no such "
+            f"repository; use a registry name ({', '.join(REGISTRY)}), a .gguf file or a local directory"
         ) from err
     return directory, _directory_fingerprint(directory)
 

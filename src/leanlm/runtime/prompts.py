@@ -50,7 +50,15 @@ def encode_prompts(
     chat: bool = False,
     system: str | None = None,
 ) -> PromptBatch:
-    """Tokenise text prompts (or take token ids as given) and left-pad them into one batch."""
+    """Tokenise text prompts (or take token ids as given) and left-pad them into one batch.
+
+    A single string is one prompt. A flat list of ints is rejected because it is ambiguous: wrap one
+    prompt's token ids in a list.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if any(isinstance(prompt, int) for prompt in prompts):
+        raise InvalidArgumentError("prompts must be a list of prompts; wrap one prompt's token ids in a list")
     if len(prompts) == 0:
         raise InvalidArgumentError("no prompts given; pass at least one prompt")
     rows = [_encode_one(tokenizer, prompt, index, chat=chat, system=system) for index, prompt in enumerate(prompts)]

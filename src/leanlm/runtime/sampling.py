@@ -5,9 +5,13 @@ Shapes: B batch, V vocabulary.
 
 from dataclasses import dataclass
 
+import logging
+
 import torch
 
 from leanlm.errors import InvalidArgumentError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +41,8 @@ class SamplingConfig:
         if any(not s for s in self.stop_strings):
             raise InvalidArgumentError("stop strings must be non-empty")
         self.stop_strings = tuple(self.stop_strings)
+        if self.greedy and (self.top_k or self.top_p < 1 or self.seed is not None):
+            logger.warning("top_k, top_p and seed apply only when sampling; set a temperature above 0 to sample")
 
     @property
     def greedy(self) -> bool:

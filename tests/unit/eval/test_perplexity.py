@@ -50,7 +50,8 @@ def test_perplexity_matches_direct(model, windows, batch_size: int) -> None:
     assert result.nll == pytest.approx(nll, rel=1e-5)
     assert result.tokens == windows.shape[0] * (windows.shape[1] - 1)
     assert result.windows == windows.shape[0]
-    assert result.kv_bytes == 0
+    assert result.kv_bytes is None
+    assert "kv_bytes" not in result.to_dict()
 
 
 def test_perplexity_batch_size_invariant(model, windows) -> None:

@@ -84,7 +84,7 @@ def test_existing_file_not_model(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a model")
 
-    with pytest.raises(ModelNotFoundError, match="unknown model"):
+    with pytest.raises(ModelFileError, match="not a .gguf model"):
         load_model(str(path))
 
 

@@ -93,3 +93,20 @@ def test_context_one_over_rejected(model):
 def test_chat_without_template_rejected(model, plain_tokenizer):
     with pytest.raises(InvalidArgumentError, match="chat template"):
         generate(model, plain_tokenizer, ["hello"], SamplingConfig(max_new_tokens=2), chat=True)
+
+
+def test_single_string_is_one_prompt(model, tokenizer):
+    as_string = generate(model, tokenizer, "hello there", SamplingConfig(max_new_tokens=3))
+    as_list = generate(model, tokenizer, ["hello there"], SamplingConfig(max_new_tokens=3))
+    assert as_string.tokens == as_list.tokens
+
+
+def test_flat_token_list_rejected(model, tokenizer):
+    with pytest.raises(InvalidArgumentError, match="wrap one prompt's token ids"):
+        generate(model, tokenizer, [5, 6, 7], SamplingConfig(max_new_tokens=3))
+
+
+def test_greedy_with_sampling_options_warns(caplog):
+    with caplog.at_level("WARNING", logger="leanlm.runtime.sampling"):
+        SamplingConfig(top_k=5)
+    assert "apply only when sampling" in caplog.text
