@@ -31,3 +31,7 @@ class DataSourceError(LeanLMError):
 
 class CacheDirError(LeanLMError):
     """`$LEANLM_HOME` cannot be created or written."""
+
+
+class ArtifactError(LeanLMError):
+    """An artifact directory is missing, corrupt, of another kind, or fitted on another model."""

@@ -9,9 +9,9 @@ from leanlm.runtime import SamplingConfig, generate
 
 pytestmark = pytest.mark.integration
 
-# fp32 dequantised SmolLM2-135M-Instruct on the Gutenberg story, 1024-token windows: 31.9 measured on all
-# eight windows of the story, 30 to 33 on its first four.
-GUTENBERG_PPL_RANGE = (25.0, 40.0)
+# fp32 dequantised SmolLM2-135M-Instruct on the Gutenberg story, 1024-token windows: 27.5 measured on all
+# eight windows of the story and 29.1 on its first four (leanlm eval ppl, CPU).
+GUTENBERG_PPL_RANGE = (25.0, 35.0)
 GUTENBERG_WINDOWS = 4  # the story comes first in the evaluation split and fills 8 windows of 1024
 
 
