@@ -22,32 +22,35 @@ def ppl(
         None, help="Continuation mode: prefill this many tokens of each window into the KV cache, score the rest."
     ),
     batch_size: int = typer.Option(1, help="Windows per forward pass."),
+    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory to compress the context with (needs --context)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
 ):
     """Perplexity over token windows, or context-compressed continuation perplexity with --context."""
     from leanlm.data import token_windows
+    from leanlm.errors import InvalidArgumentError
     from leanlm.eval import continuation_perplexity, perplexity
+    from leanlm.kv import kv_cache_for
+    from leanlm.runtime import dynamic_cache
 
     check_json_path(json_path)
     if context is not None and context >= window:
-        raise_context_error(context, window)
+        raise InvalidArgumentError(f"--context {context} must be smaller than --window {window}, so tokens remain to score")
+    if kv is not None and context is None:
+        raise InvalidArgumentError("--kv compresses the KV cache, which only continuation perplexity uses; add --context N")
     loaded = load_with_status(model)
     windows = token_windows(loaded.tokenizer, split, window, max_windows)
-    with progress_bar("perplexity", total=windows.shape[0]) as advance:
+    with progress_bar("perplexity", total=windows.shape[0]) as advance, kv_cache_for(kv, loaded) as cache:
         if context is None:
             result = perplexity(loaded.model, windows, batch_size=batch_size, progress=advance)
         else:
-            result = continuation_perplexity(loaded.model, windows, context, batch_size=batch_size, progress=advance)
+            result = continuation_perplexity(
+                loaded.model, windows, context, cache=cache or dynamic_cache, batch_size=batch_size, progress=advance
+            )
 
     noun = "window" if result.windows == 1 else "windows"
     console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}")
-    write_json(json_path, result.to_dict() | {"model": model, "split": split, "window": window, "context": context})
-
-
-def raise_context_error(context: int, window: int) -> None:
-    from leanlm.errors import InvalidArgumentError
-
-    raise InvalidArgumentError(f"--context {context} must be smaller than --window {window}, so tokens remain to score")
+    details = {"model": model, "split": split, "window": window, "context": context, "kv": str(kv) if kv else None}
+    write_json(json_path, result.to_dict() | details)
 
 
 @app.command("passkey")
@@ -58,10 +61,13 @@ def passkey(
     trials: int = typer.Option(4, help="Prompts per (length, depth) cell."),
     seed: int = typer.Option(0, help="Seed for the keys and the prose chosen."),
     batch_size: int = typer.Option(4, help="Prompts per generation batch."),
+    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory to run the prompts with."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results, with every (length, depth) cell, as JSON."),
 ):
     """Passkey retrieval accuracy over context lengths and depths."""
     from leanlm.eval import PasskeyConfig, passkey_accuracy
+    from leanlm.kv import kv_cache_for
+    from leanlm.runtime import dynamic_cache
 
     check_json_path(json_path)
     config = PasskeyConfig(
@@ -73,8 +79,8 @@ def passkey(
     )
     loaded = load_with_status(model)
     total = len(config.lengths) * len(config.depths) * config.trials
-    with progress_bar("passkey", total=total) as advance:
-        result = passkey_accuracy(loaded.model, loaded.tokenizer, config, progress=advance)
+    with progress_bar("passkey", total=total) as advance, kv_cache_for(kv, loaded) as cache:
+        result = passkey_accuracy(loaded.model, loaded.tokenizer, config, cache=cache or dynamic_cache, progress=advance)
 
     summary = result.to_dict()
     for length, accuracy in summary["by_length"].items():

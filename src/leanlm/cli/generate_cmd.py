@@ -1,5 +1,7 @@
 """`leanlm generate`: stream a continuation or a chat reply from a model."""
 
+from pathlib import Path
+
 import typer
 
 from leanlm.cli.console import console, err_console, load_with_status
@@ -19,8 +21,10 @@ def generate(
     stop: list[str] = typer.Option(None, "--stop", help="Stop a row when this text appears; the text is not printed. Repeatable."),
     chat: bool | None = typer.Option(None, "--chat/--no-chat", help="Wrap prompts in the chat template. Default: when the model has one."),
     system: str | None = typer.Option(None, help="System message for chat mode."),
+    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory (from `leanlm kv fit`) to generate with."),
 ):
     """Generate text, then print one line of figures on stderr: tokens, tokens/s and KV-cache bytes."""
+    from leanlm.kv import kv_cache_for
     from leanlm.runtime import SamplingConfig, generate as run_generation
 
     config = SamplingConfig(
@@ -37,7 +41,10 @@ def generate(
 
     # one prompt streams; a batch prints each row when all are done
     on_text = _streamer(prompts[0]) if len(prompts) == 1 else None
-    result = run_generation(loaded.model, loaded.tokenizer, prompts, config, chat=use_chat, system=system, on_text=on_text)
+    with kv_cache_for(kv, loaded) as cache:
+        result = run_generation(
+            loaded.model, loaded.tokenizer, prompts, config, chat=use_chat, system=system, cache=cache, on_text=on_text
+        )
 
     if on_text is not None:
         console.print()

@@ -1,0 +1,46 @@
+"""`leanlm kv fit ...`: fit a KV-cache compression method and save it as an artifact."""
+
+from pathlib import Path
+
+import typer
+
+from leanlm.cli.console import console, load_with_status, progress_bar
+from leanlm.models import DEFAULT_MODEL
+
+app = typer.Typer(help="KV-cache compression: fit methods whose artifacts `--kv DIR` then uses.", no_args_is_help=True)
+fit_app = typer.Typer(help="Fit a KV-cache method on the calibration split.", no_args_is_help=True)
+app.add_typer(fit_app, name="fit")
+
+
+@fit_app.command("matryoshka")
+def matryoshka(
+    out: Path = typer.Option(..., "--out", help="Directory to write the artifact to."),
+    budget: float = typer.Option(0.5, help="Fraction of the full KV cache's bytes to keep, in (0, 1]."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
+    steps: int = typer.Option(100, help="Matryoshka training steps; 0 keeps the PCA bases."),
+    uniform: bool = typer.Option(False, "--uniform", help="Give every head the same rank instead of searching."),
+    window: int = typer.Option(256, help="Calibration tokens per window."),
+    calibration_windows: int = typer.Option(32, help="Calibration windows (the last one scores the rank search)."),
+    search_rounds: int = typer.Option(10, help="Rounds of the greedy rank search."),
+    seed: int = typer.Option(0, help="Seed for the ranks drawn in training."),
+):
+    """PCA-initialised orthogonal projections, Matryoshka training, rank search under the budget.
+
+    Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
+    """
+    from leanlm.kv.matryoshka.fit import FitConfig, fit_matryoshka
+    from leanlm.kv.matryoshka.method import save_matryoshka
+
+    config = FitConfig(
+        budget=budget, steps=steps, search=not uniform, window=window,
+        calibration_windows=calibration_windows, search_rounds=search_rounds, seed=seed,
+    )
+    loaded = load_with_status(model)
+    checkpoint_dir = out.with_name(out.name + ".checkpoint")
+    method, report = fit_matryoshka(loaded, config, checkpoint_dir=checkpoint_dir, stage=progress_bar)
+    save_matryoshka(out, method, loaded, report)
+    console.print(
+        f"wrote {out}: budget {method.plan.budget:.3f}, key ranks {report['key_rank_total']}, "
+        f"value ranks {report['value_rank_total']}, held-out KL {report['held_out_kl']:.4f}",
+        highlight=False,
+    )

@@ -1,0 +1,152 @@
+"""Matryoshka training of the projections: any prefix of each basis should work on its own.
+
+The base model is frozen. Each step draws a rank per (layer, KV head) from {D/8, ..., D}, separately for
+keys and values, runs the model over a projected cache at those ranks, and minimises
+    a x KL(full-cache model || projected model) + (1 - a) x next-token cross-entropy.
+Only the Cayley parameters of the bases train, so the bases stay orthogonal. Checkpoints (safetensors and
+JSON, written atomically) let an interrupted run resume where it stopped.
+
+Shapes: N windows, T tokens, V vocabulary, L layers, Hkv KV heads.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
+
+from leanlm.errors import InvalidArgumentError
+from leanlm.kv.matryoshka.projections import MatryoshkaProjections
+from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
+from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.projected_cache import ProjectedCache
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    learning_rate: float = 1e-3
+    kl_weight: float = 0.9  # a in a x KL + (1 - a) x cross-entropy
+    seed: int = 0
+    checkpoint_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise InvalidArgumentError(f"steps must be >= 0, got {self.steps}")
+        if self.learning_rate <= 0:
+            raise InvalidArgumentError(f"learning rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.kl_weight <= 1:
+            raise InvalidArgumentError(f"kl_weight must lie in [0, 1], got {self.kl_weight}")
+        if self.checkpoint_every <= 0:
+            raise InvalidArgumentError(f"checkpoint_every must be a positive integer, got {self.checkpoint_every}")
+
+
+def train_projections(
+    model: PreTrainedModel,
+    projections: MatryoshkaProjections,
+    windows: torch.Tensor,
+    config: TrainConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[float]:
+    """Train the projections' Cayley parameters on calibration windows [N, T]; return the loss per step."""
+    optimizer = torch.optim.Adam(projections.parameters(), lr=config.learning_rate)
+    start = _resume(checkpoint_dir, projections, optimizer) if checkpoint_dir else 0
+    generator = torch.Generator().manual_seed(config.seed + start)
+    if progress and start:
+        progress(start)
+
+    losses = []
+    frozen = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        for step in range(start, config.steps):
+            window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
+            plan = random_plan(projections, generator)
+            loss = _step(model, projections, window, plan, config.kl_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if checkpoint_dir and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+                save_checkpoint(checkpoint_dir, projections, optimizer, step + 1)
+            if progress:
+                progress(1)
+    finally:
+        for parameter, requires_grad in zip(model.parameters(), frozen):
+            parameter.requires_grad_(requires_grad)
+    return losses
+
+
+def random_plan(projections: MatryoshkaProjections, generator: torch.Generator) -> RankPlan:
+    """Draw a Matryoshka rank per (layer, KV head), separately for keys and values."""
+    L, H, D = projections.shape
+    ranks = torch.tensor(rank_set(D))
+    key = ranks[torch.randint(len(ranks), (L, H), generator=generator)]
+    value = ranks[torch.randint(len(ranks), (L, H), generator=generator)]
+    return RankPlan(key_ranks=key, value_ranks=value, head_dim=D)
+
+
+def _step(model, projections: MatryoshkaProjections, window: torch.Tensor, plan: RankPlan, kl_weight: float):
+    with torch.no_grad():
+        teacher = F.log_softmax(model(input_ids=window, use_cache=False).logits.float(), dim=-1)  # [1, T, V]
+
+    cache = ProjectedCache(projections.head_projections(plan))
+    with projected_attention_enabled(model):
+        logits = model(input_ids=window, cache=cache, use_cache=True).logits.float()  # [1, T, V]
+    student = F.log_softmax(logits, dim=-1)
+
+    kl = F.kl_div(student[0], teacher[0], log_target=True, reduction="batchmean")  # per token
+    cross_entropy = F.nll_loss(student[0, :-1], window[0, 1:])
+    return kl_weight * kl + (1 - kl_weight) * cross_entropy
+
+
+def save_checkpoint(directory: Path, projections: MatryoshkaProjections, optimizer: torch.optim.Adam, step: int) -> None:
+    """Write the trainable parameters, Adam's moments and the step, each file replaced atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: p.detach().clone() for name, p in projections.named_parameters()}
+    for name, parameter in projections.named_parameters():
+        state = optimizer.state.get(parameter, {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                tensors[f"adam.{name}.{moment}"] = state[moment]
+    adam_step = next((float(s["step"]) for s in optimizer.state.values() if "step" in s), 0.0)
+
+    tmp = directory / f".{CHECKPOINT_TENSORS}.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, directory / CHECKPOINT_TENSORS)
+    tmp = directory / f".{CHECKPOINT_STATE}.tmp"
+    tmp.write_text(json.dumps({"step": step, "adam_step": adam_step}))
+    os.replace(tmp, directory / CHECKPOINT_STATE)
+    logger.info("checkpoint at step %d in %s", step, directory)
+
+
+def _resume(directory: Path, projections: MatryoshkaProjections, optimizer: torch.optim.Adam) -> int:
+    if not (directory / CHECKPOINT_STATE).is_file():
+        return 0
+    state = json.loads((directory / CHECKPOINT_STATE).read_text())
+    tensors = load_file(str(directory / CHECKPOINT_TENSORS))
+    with torch.no_grad():
+        for name, parameter in projections.named_parameters():
+            parameter.copy_(tensors[name])
+            moments = {m: tensors[f"adam.{name}.{m}"] for m in ("exp_avg", "exp_avg_sq") if f"adam.{name}.{m}" in tensors}
+            if moments:
+                optimizer.state[parameter] = moments | {"step": torch.tensor(state["adam_step"])}
+    logger.info("resuming training at step %d from %s", state["step"], directory)
+    return int(state["step"])
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,144 @@
+"""`ProjectedCache` storage: per-head widths with no padding, exact prefill bytes, and decode growth.
+
+Uses the tiny Llama of this folder's conftest: 2 layers, 4 query heads sharing 2 KV heads of head dim 16.
+Shapes: B batch, T tokens, Hkv KV heads, D head dim, R rank of one head.
+"""
+
+import torch
+
+from leanlm.runtime import SamplingConfig, generate, kv_cache_bytes
+from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.projected_cache import GROWTH_TOKENS, HeadProjection, ProjectedCache, ProjectedLayer, project_heads
+
+HEAD_DIM = 16
+FLOAT32_BYTES = 4
+KEY_RANKS = [[4, 12], [16, 8]]  # [L][Hkv]
+VALUE_RANKS = [[8, 16], [4, 12]]
+RANK_SUM = sum(map(sum, KEY_RANKS)) + sum(map(sum, VALUE_RANKS))  # 80 of the full 2 x L x Hkv x D = 128
+
+
+def random_projections(seed: int) -> list[HeadProjection]:
+    """Random orthogonal bases (QR of a Gaussian matrix) cut to `KEY_RANKS` and `VALUE_RANKS`."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def basis(rank: int) -> torch.Tensor:
+        orthogonal, _ = torch.linalg.qr(torch.randn(HEAD_DIM, HEAD_DIM, generator=generator))
+        return orthogonal[:, :rank]
+
+    return [
+        HeadProjection(
+            key_bases=[basis(rank) for rank in layer_key_ranks],
+            key_means=torch.randn(len(layer_key_ranks), HEAD_DIM, generator=generator),
+            value_bases=[basis(rank) for rank in layer_value_ranks],
+            value_means=torch.randn(len(layer_value_ranks), HEAD_DIM, generator=generator),
+        )
+        for layer_key_ranks, layer_value_ranks in zip(KEY_RANKS, VALUE_RANKS)
+    ]
+
+
+def expected_bytes(batch: int, positions: int) -> int:
+    return batch * positions * FLOAT32_BYTES * RANK_SUM
+
+
+def prefill(model, cache: ProjectedCache, batch: int, tokens: int) -> torch.Tensor:
+    """Prefill random tokens into `cache` and return the logits of the last position [B, V]."""
+    input_ids = torch.randint(3, model.config.vocab_size, (batch, tokens), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), projected_attention_enabled(model):
+        return model(input_ids=input_ids, cache=cache, use_cache=True).logits[:, -1]
+
+
+def decode(model, cache: ProjectedCache, logits: torch.Tensor, steps: int) -> torch.Tensor:
+    """Feed `steps` greedy tokens one at a time and return the logits of the last one [B, V]."""
+    with torch.no_grad(), projected_attention_enabled(model):
+        for _ in range(steps):
+            token = logits.argmax(dim=-1, keepdim=True)  # [B, 1]
+            logits = model(input_ids=token, cache=cache, use_cache=True).logits[:, -1]
+    return logits
+
+
+def test_prefill_bytes_exact(model):
+    cache = ProjectedCache(random_projections(seed=1))
+    prefill(model, cache, batch=2, tokens=10)
+
+    assert cache.nbytes() == expected_bytes(2, 10)
+    assert kv_cache_bytes(cache) == expected_bytes(2, 10)
+
+
+def test_prefill_buffers_per_head_width(model):
+    cache = ProjectedCache(random_projections(seed=2))
+    prefill(model, cache, batch=2, tokens=10)
+
+    for layer_index, layer in enumerate(cache.layers):
+        key_shapes = [tuple(buffer.shape) for buffer in layer.key_buffers]
+        value_shapes = [tuple(buffer.shape) for buffer in layer.value_buffers]
+        assert key_shapes == [(2, 10, rank) for rank in KEY_RANKS[layer_index]], f"keys, layer {layer_index}"
+        assert value_shapes == [(2, 10, rank) for rank in VALUE_RANKS[layer_index]], f"values, layer {layer_index}"
+
+
+def test_decode_grows_by_growth_tokens(model):
+    cache = ProjectedCache(random_projections(seed=3))
+    logits = prefill(model, cache, batch=2, tokens=10)
+
+    logits = decode(model, cache, logits, steps=1)
+    assert cache.get_seq_length() == 11
+    assert cache.nbytes() == expected_bytes(2, 10 + GROWTH_TOKENS)
+    assert kv_cache_bytes(cache) == expected_bytes(2, 10 + GROWTH_TOKENS)
+
+    decode(model, cache, logits, steps=3)
+    assert cache.get_seq_length() == 14
+    assert cache.nbytes() == expected_bytes(2, 10 + GROWTH_TOKENS), "no second growth while capacity remains"
+
+
+def test_generate_reports_projected_bytes(model, tokenizer):
+    prompts = [[1, 40, 41, 42, 43, 44, 45], [1, 120, 7]]  # padded to 7 tokens
+    config = SamplingConfig(max_new_tokens=3, stop_at_eos=False)
+    projections = random_projections(seed=4)
+
+    with projected_attention_enabled(model):
+        result = generate(model, tokenizer, prompts, config, cache=lambda _: ProjectedCache(projections))
+
+    assert result.kv_bytes == expected_bytes(2, 7 + GROWTH_TOKENS)
+
+
+def test_growth_keeps_earlier_tokens():
+    projection = random_projections(seed=5)[0]
+    layer = ProjectedLayer(projection)
+    generator = torch.Generator().manual_seed(6)
+    keys = torch.randn(2, 2, 5, HEAD_DIM, generator=generator)  # [B, Hkv, T, D]
+    values = torch.randn(2, 2, 5, HEAD_DIM, generator=generator)
+    layer.update(keys, values)
+    stored = [buffer.clone() for buffer in layer.key_buffers + layer.value_buffers]
+
+    new_keys = torch.randn(2, 2, 1, HEAD_DIM, generator=generator)
+    new_values = torch.randn(2, 2, 1, HEAD_DIM, generator=generator)
+    projected, _ = layer.update(new_keys, new_values)
+
+    assert layer.key_buffers[0].shape[1] == 5 + GROWTH_TOKENS
+    for index, (before, after) in enumerate(zip(stored, projected.keys + projected.values)):
+        assert torch.equal(after[:, :5], before), f"buffer {index}"
+    expected_new = project_heads(new_keys, projection.key_bases, projection.key_means)
+    assert torch.equal(projected.keys[1][:, 5:], expected_new[1])
+
+
+def test_update_returns_projected_states():
+    projection = random_projections(seed=7)[1]
+    layer = ProjectedLayer(projection)
+    keys = torch.randn(2, 2, 6, HEAD_DIM, generator=torch.Generator().manual_seed(8))  # [B, Hkv, T, D]
+    projected, same = layer.update(keys, keys.clone())
+
+    assert same is projected
+    assert projected.projection is projection
+    assert [tuple(head.shape) for head in projected.keys] == [(2, 6, 16), (2, 6, 8)]
+    assert [tuple(head.shape) for head in projected.values] == [(2, 6, 4), (2, 6, 12)]
+    head = 1
+    expected = (keys[:, head] - projection.key_means[head]) @ projection.key_bases[head]  # [B, T, R]
+    assert torch.allclose(projected.keys[head], expected, atol=1e-6)
+
+
+def test_reset_releases_buffers(model):
+    cache = ProjectedCache(random_projections(seed=9))
+    prefill(model, cache, batch=1, tokens=4)
+    cache.reset()
+
+    assert cache.get_seq_length() == 0
+    assert cache.nbytes() == 0
