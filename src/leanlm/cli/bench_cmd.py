@@ -59,3 +59,42 @@ def _setup(model: str, repeats: int) -> dict:
         "machine": platform.machine(),
         "device": "cpu",
     }
+
+
+@app.command("kv")
+def kv(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
+    windows: int = typer.Option(4, help="Evaluation windows of context + scored tokens."),
+    train_steps: int = typer.Option(100, help="Matryoshka training steps before the rank search."),
+    decode_contexts: str = typer.Option("4096,16384", help="Context lengths at which decode speed is timed."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON to this path."),
+    png_path: Path | None = typer.Option(None, "--png", help="Write a plot of perplexity against budget here."),
+):
+    """Full cache, PCA, MatryoshkaKV (uniform and searched ranks) and kvpress presses at equal KV bytes."""
+    from leanlm.bench.kv import KVBenchConfig, bench_kv
+    from leanlm.bench.plot import plot_ppl_by_budget
+
+    check_json_path(json_path)
+    config = KVBenchConfig(windows=windows, train_steps=train_steps, decode_contexts=parse_ints(decode_contexts, "--decode-contexts"))
+    loaded = load_with_status(model)
+    rows, plans = bench_kv(loaded, config, stage=progress_bar)
+
+    table = Table(title=f"KV cache methods on {model} ({config.context} context + {config.scored} scored tokens)")
+    for column in ("method", "budget", "KV MiB", "ppl", "passkey", *[f"decode tok/s @{n}" for n in config.decode_contexts]):
+        table.add_column(column, justify="right")
+    for row in rows:
+        speeds = [f"{row.decode_tokens_per_s[n]:.2f}" if n in row.decode_tokens_per_s else "-" for n in config.decode_contexts]
+        passkey = "-" if row.passkey_acc is None else f"{row.passkey_acc:.2f}"
+        table.add_row(row.method, f"{row.budget:.3f}", f"{row.kv_bytes / 2**20:.2f}", f"{row.ppl:.2f}", passkey, *speeds)
+    console.print(table)
+
+    payload = [row.to_dict() for row in rows]
+    write_json(json_path, {"rows": payload, "plans": plans, "config": _plain(config), "setup": _setup(model, 1)})
+    if png_path is not None:
+        plot_ppl_by_budget(payload, png_path, f"KV cache compression on {model}")
+
+
+def _plain(config) -> dict:
+    from dataclasses import asdict
+
+    return asdict(config)

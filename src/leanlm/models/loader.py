@@ -28,6 +28,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     name: str  # the spec the user gave
     fingerprint: str  # stable id of the weights: GGUF fingerprint or hash of the safetensors index
+    directory: Path | None = None  # the Hugging Face directory the weights were loaded from
 
     @property
     def max_context(self) -> int:
@@ -48,7 +49,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     model.to(device).eval()
     _set_padding(tokenizer)
     logger.debug("loaded %s from %s (%s, %s)", spec, directory, dtype, device)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, fingerprint=fingerprint)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, fingerprint=fingerprint, directory=Path(directory))
 
 
 def _resolve(spec: str) -> tuple[str | Path, str]:

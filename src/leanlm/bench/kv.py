@@ -1,0 +1,179 @@
+"""KV-cache benchmark: every method at every budget, on the evaluation split, in one run.
+
+Methods: the full cache; PCA bases with uniform ranks; MatryoshkaKV (trained) with uniform and with
+searched ranks; kvpress token-eviction presses at the same bytes (compression ratio = 1 - budget), run
+in their own environment on the same model files, windows and metric.
+
+Decode speed is timed over a cache filled through `Cache.update` with random states at the full context
+length: decode cost does not depend on the values, and this avoids a 16K-token prefill per method on a
+CPU. Presses keep `budget x context` tokens of a plain cache, so their decode speed is not timed here.
+
+Shapes: N windows, T tokens, L layers, Hkv KV heads, D head dim.
+"""
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from leanlm.data import token_windows
+from leanlm.eval import PasskeyConfig, continuation_perplexity, passkey_accuracy
+from leanlm.eval.passkey import build_prompts
+from leanlm.home import leanlm_home
+from leanlm.kv.matryoshka.method import MatryoshkaKV
+from leanlm.kv.matryoshka.pca import collect_statistics, pca_bases
+from leanlm.kv.matryoshka.projections import MatryoshkaProjections
+from leanlm.kv.matryoshka.ranks import uniform_plan
+from leanlm.kv.matryoshka.search import KLScorer, search_ranks
+from leanlm.kv.matryoshka.train import TrainConfig, train_projections
+from leanlm.models.loader import LoadedModel
+from leanlm.runtime.cache import dynamic_cache
+
+logger = logging.getLogger(__name__)
+
+StageProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@dataclass
+class KVBenchConfig:
+    budgets: tuple[float, ...] = (1.0, 0.75, 0.5, 0.375, 0.25)
+    context: int = 2048
+    scored: int = 256
+    windows: int = 4
+    passkey_lengths: tuple[int, ...] = (1024,)
+    passkey_depths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    passkey_trials: int = 2
+    decode_contexts: tuple[int, ...] = (4096, 16384)
+    decode_tokens: int = 8
+    train_steps: int = 100
+    calibration_windows: int = 32
+    calibration_window: int = 256
+    search_tokens: int = 128
+    search_rounds: int = 10
+    presses: tuple[str, ...] = ("snapkv", "knorm", "streaming-llm", "expected-attention")
+
+
+@dataclass
+class KVBenchRow:
+    method: str
+    budget: float
+    kv_bytes: int
+    ppl: float
+    passkey_acc: float | None
+    decode_tokens_per_s: dict[int, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Method:
+    name: str
+    budget: float
+    cache: Callable | None  # cache factory; None is the plain cache
+    enabled: Callable[[], AbstractContextManager] = nullcontext
+
+
+def bench_kv(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress | None = None) -> tuple[list[KVBenchRow], dict]:
+    """Fit the MatryoshkaKV variants, then measure every method; return rows and the fitted plans."""
+    stage = stage or _silent_stage
+    pca, trained, plans = _fit_variants(loaded, config, stage)
+
+    methods = [_Method("full", 1.0, None)]
+    for budget in config.budgets:
+        for name, projections, plan in (
+            ("pca-uniform", pca, uniform_plan(*pca.shape, budget)),
+            ("matryoshka-uniform", trained, uniform_plan(*trained.shape, budget)),
+            ("matryoshka-searched", trained, plans[budget]),
+        ):
+            method = MatryoshkaKV(projections=projections, plan=plan)
+            methods.append(_Method(name, budget, method.cache, lambda m=method: m.enabled(loaded.model)))
+
+    windows = token_windows(loaded.tokenizer, "evaluation", config.context + config.scored, config.windows)
+    passkey = PasskeyConfig(lengths=config.passkey_lengths, depths=config.passkey_depths, trials=config.passkey_trials)
+    rows = []
+    with stage("leanlm methods", len(methods)) as advance:
+        for method in methods:
+            rows.append(_measure(loaded, method, windows, config, passkey))
+            advance(1)
+    with stage("kvpress presses", 1) as advance:
+        rows.extend(_press_rows(loaded, windows, config, passkey))
+        advance(1)
+    return rows, {str(b): p.to_lists() for b, p in plans.items()}
+
+
+def _fit_variants(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress):
+    model = loaded.model
+    windows = token_windows(loaded.tokenizer, "calibration", config.calibration_window, config.calibration_windows)
+    fit_windows, held_out = windows[:-1], windows[-1:, : config.search_tokens]
+    with stage("PCA", fit_windows.shape[0]) as advance:
+        pca = MatryoshkaProjections(pca_bases(collect_statistics(model, fit_windows, progress=advance)))
+
+    trained = copy.deepcopy(pca)
+    with stage("training", config.train_steps) as advance:
+        train_projections(model, trained, fit_windows, TrainConfig(steps=config.train_steps), progress=advance)
+    trained.frozen()
+
+    budgets = [b for b in config.budgets if b < 1.0]
+    L, H, D = trained.shape
+    with stage("rank search", round((1 - min(budgets)) * 2 * L * H * 8)) as advance:
+        plans = search_ranks(KLScorer(model, trained, held_out), L, H, D, budgets, rounds=config.search_rounds, progress=advance)
+    plans[1.0] = uniform_plan(L, H, D, 1.0)
+    return pca, trained, plans
+
+
+def _measure(loaded: LoadedModel, method: _Method, windows, config: KVBenchConfig, passkey: PasskeyConfig) -> KVBenchRow:
+    factory = method.cache or dynamic_cache
+    with method.enabled():
+        ppl = continuation_perplexity(loaded.model, windows, config.context, cache=factory)
+        accuracy = passkey_accuracy(loaded.model, loaded.tokenizer, passkey, cache=factory).accuracy
+        speeds = {n: decode_speed(loaded.model, factory, n, config.decode_tokens) for n in config.decode_contexts}
+    logger.info("%s at %.3f: ppl %.3f, %d bytes", method.name, method.budget, ppl.ppl, ppl.kv_bytes)
+    return KVBenchRow(method.name, method.budget, ppl.kv_bytes, ppl.ppl, accuracy, speeds)
+
+
+def decode_speed(model, factory: Callable, context: int, steps: int) -> float:
+    """Time `steps` greedy decode steps over a cache holding `context` positions of random states."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    cache = factory(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for layer in range(config.num_hidden_layers):
+            shape = (1, config.num_key_value_heads, context, head_dim)  # [B, Hkv, T, D]
+            cache.update(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator), layer)
+
+        # one untimed step first: a projected cache grows its buffers on the first decode step
+        token = torch.zeros((1, 1), dtype=torch.long)
+        started = 0.0
+        for step in range(steps + 1):
+            if step == 1:
+                started = time.perf_counter()
+            positions = torch.tensor([[context + step]])
+            logits = model(input_ids=token, position_ids=positions, cache=cache, use_cache=True).logits
+            token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        return steps / (time.perf_counter() - started)
+
+
+def _press_rows(loaded: LoadedModel, windows, config: KVBenchConfig, passkey: PasskeyConfig) -> list[KVBenchRow]:
+    from leanlm.bench.kvpress_peer import run_kvpress_peers
+
+    prompts = [{"tokens": p.tokens, "key": p.key} for p in build_prompts(loaded.tokenizer, passkey)]
+    ratios = [round(1 - b, 6) for b in config.budgets if b < 1.0]
+    results = run_kvpress_peers(
+        loaded.directory, windows, config.context, list(config.presses), ratios, home=leanlm_home(), passkey=prompts
+    )
+    rows = []
+    for result in results:
+        budget = round(1 - result["compression_ratio"], 6)
+        rows.append(KVBenchRow(result["method"], budget, result["kv_bytes"], result["ppl"], result.get("passkey_acc")))
+    return rows
+
+
+@contextmanager
+def _silent_stage(name: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n=1: None
