@@ -100,9 +100,10 @@ def bench_kv(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress | 
         for method in methods:
             rows.append(_measure(loaded, method, windows, config, passkey))
             advance(1)
-    with stage("kvpress presses", 1) as advance:
-        rows.extend(_press_rows(loaded, windows, config, passkey))
-        advance(1)
+    if config.presses:
+        with stage("kvpress presses", 1) as advance:
+            rows.extend(_press_rows(loaded, windows, config, passkey))
+            advance(1)
     return rows, {str(b): p.to_lists() for b, p in plans.items()}
 
 

@@ -2,7 +2,7 @@
 
 For layer l and KV head h, with an orthonormal basis U (D x D) and a mean mu, only the first R columns are
 kept: k' = (k - mu_K) U_K[:, :R_K] and v' = (v - mu_V) U_V[:, :R_V], with keys taken after RoPE. Each head
-stores its own rank with no padding, so a head at rank R holds R / D of its full bytes. Attention runs in
+stores its own rank with no padding, so a head at rank R keeps R / D of its full bytes. Attention runs in
 the projected space (see `projected_attention.py`).
 
 Shapes: B batch, T tokens, Hkv KV heads, D head dim, R rank of one head.
@@ -23,8 +23,8 @@ class HeadProjection:
     """The truncated bases and means of one layer, one entry per KV head.
 
     Optional row masks [B, R] zero the projected features past each batch row's own rank, so one batch
-    can try a different rank per row (used by the rank search); a masked feature adds nothing to the
-    scores or to the output, which makes a masked row equal to a row cut to its rank.
+    can try a different rank per row (the rank search does). A masked feature adds nothing to the scores
+    or to the output, so a masked row computes the same as a row cut to its rank.
     """
 
     key_bases: list[torch.Tensor]  # Hkv x [D, R_K]
@@ -45,7 +45,7 @@ class HeadProjection:
 
 @dataclass
 class ProjectedKV:
-    """What a projected layer hands to attention: per-head projected keys and values plus the projection."""
+    """Projected keys and values of one layer, per head, with their projection: the input of attention."""
 
     keys: list[torch.Tensor]  # Hkv x [B, T, R_K]
     values: list[torch.Tensor]  # Hkv x [B, T, R_V]

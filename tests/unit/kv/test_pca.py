@@ -29,14 +29,17 @@ def test_variances_sorted_non_negative(pca, side):
 
 
 def test_variances_are_eigenvalues(pca, model, windows):
-    """Each column's variance equals the variance of the calibration keys projected onto that column."""
+    """Each column's variance equals the variance of the calibration values projected onto that column.
+
+    Values, unlike keys, do not depend on the random position offsets the calibration uses.
+    """
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         model(input_ids=windows, cache=cache, use_cache=True)
-    keys = cache.layers[0].keys[:, 1].flatten(0, 1)  # [N*T, D], layer 0, KV head 1, every calibration token
-    projected = (keys - pca.key_mean[0, 1]) @ pca.key_basis[0, 1]  # [N*T, D]
+    values = cache.layers[0].values[:, 1].flatten(0, 1)  # [N*T, D], layer 0, KV head 1, every calibration token
+    projected = (values - pca.value_mean[0, 1]) @ pca.value_basis[0, 1]  # [N*T, D]
 
-    assert torch.allclose(projected.var(dim=0, unbiased=False), pca.key_variance[0, 1], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(projected.var(dim=0, unbiased=False), pca.value_variance[0, 1], rtol=1e-4, atol=1e-6)
 
 
 def test_full_width_reconstruction_exact(pca, model, windows):

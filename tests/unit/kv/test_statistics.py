@@ -76,9 +76,17 @@ def test_logits_unchanged(model, windows):
 
 
 def test_collect_statistics_counts_every_token(model, windows):
+    # values do not depend on the random position offsets that calibration windows start at; keys do
     statistics = collect_statistics(model, windows)
-    keys, _ = cached_states(model, list(windows.split(1)))
-    key_mean, _ = mean_and_covariance(keys[1])
+    _, values = cached_states(model, list(windows.split(1)))
+    value_mean, _ = mean_and_covariance(values[1])
 
     assert statistics.tokens == windows.numel()
-    assert torch.allclose(statistics.key_mean[1], key_mean, atol=1e-6)
+    assert torch.allclose(statistics.value_mean[1], value_mean, atol=1e-6)
+
+
+def test_collect_statistics_offsets_change_keys(model, windows):
+    shifted = collect_statistics(model, windows, seed=0)
+    other = collect_statistics(model, windows, seed=1)
+    assert not torch.allclose(shifted.key_mean, other.key_mean, atol=1e-6)
+    assert torch.allclose(shifted.value_mean, other.value_mean, atol=1e-6)

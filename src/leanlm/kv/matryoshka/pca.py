@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.runtime.kv_statistics import KVStatistics, StatisticsCache
 
 
@@ -24,13 +25,16 @@ class PCABases:
 
 
 def collect_statistics(
-    model: PreTrainedModel, windows: torch.Tensor, *, progress: Callable[[int], None] | None = None
+    model: PreTrainedModel, windows: torch.Tensor, *, seed: int = 0, progress: Callable[[int], None] | None = None
 ) -> KVStatistics:
-    """Run each calibration window [N, T] through the model once, gathering per-head moments."""
+    """Run each calibration window [N, T] through the model once, at a random position offset, gathering
+    per-head moments."""
     cache = StatisticsCache(model.config.num_hidden_layers)
+    generator = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
         for window in windows.split(1):  # [1, T]: each forward starts from an empty context
-            model(input_ids=window.to(model.device), cache=cache, use_cache=True, logits_to_keep=1)
+            positions = offset_positions(model, window.shape[1], generator)
+            model(input_ids=window.to(model.device), position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
             if progress:
                 progress(1)
     return cache.statistics()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RANK_STEPS, RankPlan, check_budget, full_plan
 from leanlm.runtime.projected_attention import projected_attention_enabled
@@ -28,15 +29,20 @@ Entry = tuple[str, int, int]  # ("key" or "value", layer, KV head)
 
 
 class KLScorer:
-    """Mean per-token KL(full-cache model || projected model) of rank plans on calibration windows [N, T].
+    """Scorer of rank plans: mean per-token KL(full-cache model || projected model) on windows [N, T].
 
     `many` scores several plans in one forward pass, one plan per batch row, through row masks.
     """
 
     def __init__(self, model: PreTrainedModel, projections: MatryoshkaProjections, windows: torch.Tensor, batch: int = 16):
         self.model, self.projections, self.windows, self.batch = model, projections, windows, batch
+        generator = torch.Generator().manual_seed(0)
+        self.positions = [offset_positions(model, windows.shape[1], generator) for _ in range(windows.shape[0])]
         with torch.inference_mode():
-            self.teacher = [F.log_softmax(model(input_ids=w, use_cache=False).logits.float(), dim=-1) for w in windows.split(1)]
+            self.teacher = [
+                F.log_softmax(model(input_ids=w, position_ids=p, use_cache=False).logits.float(), dim=-1)
+                for w, p in zip(windows.split(1), self.positions)
+            ]
             self.bases = projections.bases()
 
     def __call__(self, plan: RankPlan) -> float:
@@ -52,9 +58,12 @@ class KLScorer:
         heads = _trial_projections(self.projections, self.bases, plans)
         totals = torch.zeros(len(plans))
         with torch.inference_mode(), projected_attention_enabled(self.model):
-            for window, target in zip(self.windows.split(1), self.teacher):
+            for window, positions, target in zip(self.windows.split(1), self.positions, self.teacher):
                 rows = window.expand(len(plans), -1)  # [K, T], one plan per row
-                logits = self.model(input_ids=rows, cache=ProjectedCache(heads), use_cache=True).logits  # [K, T, V]
+                rows_positions = positions.expand(len(plans), -1)
+                logits = self.model(
+                    input_ids=rows, position_ids=rows_positions, cache=ProjectedCache(heads), use_cache=True
+                ).logits  # [K, T, V]
                 student = F.log_softmax(logits.float(), dim=-1)
                 kl = (target.exp() * (target - student)).sum(dim=-1).mean(dim=-1)  # [K], per token
                 totals += kl

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
+from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
 from leanlm.runtime.projected_attention import projected_attention_enabled
@@ -75,7 +76,8 @@ def train_projections(
         for step in range(start, config.steps):
             window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
             plan = random_plan(projections, generator)
-            loss = _step(model, projections, window, plan, config.kl_weight)
+            positions = offset_positions(model, window.shape[1], generator)
+            loss = _step(model, projections, window, positions, plan, config.kl_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -99,13 +101,14 @@ def random_plan(projections: MatryoshkaProjections, generator: torch.Generator) 
     return RankPlan(key_ranks=key, value_ranks=value, head_dim=D)
 
 
-def _step(model, projections: MatryoshkaProjections, window: torch.Tensor, plan: RankPlan, kl_weight: float):
+def _step(model, projections: MatryoshkaProjections, window, positions, plan: RankPlan, kl_weight: float):
     with torch.no_grad():
-        teacher = F.log_softmax(model(input_ids=window, use_cache=False).logits.float(), dim=-1)  # [1, T, V]
+        teacher = model(input_ids=window, position_ids=positions, use_cache=False).logits.float()  # [1, T, V]
+        teacher = F.log_softmax(teacher, dim=-1)
 
     cache = ProjectedCache(projections.head_projections(plan))
     with projected_attention_enabled(model):
-        logits = model(input_ids=window, cache=cache, use_cache=True).logits.float()  # [1, T, V]
+        logits = model(input_ids=window, position_ids=positions, cache=cache, use_cache=True).logits.float()
     student = F.log_softmax(logits, dim=-1)
 
     kl = F.kl_div(student[0], teacher[0], log_target=True, reduction="batchmean")  # per token
