@@ -42,23 +42,27 @@ def save_artifact(
 ) -> Path:
     """Write an artifact directory atomically, replacing any artifact already at `directory`."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-
     header = {"kind": kind, "leanlm_version": __version__, "base_model": base_model, "base_fingerprint": base_fingerprint}
-    _write_json(tmp / CONFIG_FILE, header | config)
-    _write_json(tmp / REPORT_FILE, report)
-    for stem, named in tensors.items():
-        save_file({name: t.detach().contiguous().cpu() for name, t in named.items()}, str(tmp / f"{stem}.safetensors"))
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_json(tmp / CONFIG_FILE, header | config)
+        _write_json(tmp / REPORT_FILE, report)
+        for stem, named in tensors.items():
+            named = {name: t.detach().contiguous().cpu() for name, t in named.items()}
+            save_file(named, str(tmp / f"{stem}.safetensors"))
 
-    # swap in the new directory; the old one, if any, is removed only after the rename succeeded
-    old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+        # swap in the new directory; the old one, if any, is removed only after the rename succeeded
+        old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArtifactError(f"cannot write the artifact to {directory} ({err.strerror}); choose a writable path") from err
     return directory
 
 

@@ -73,3 +73,11 @@ def test_config_sorted_json(tmp_path):
     save_sample(tmp_path / "art")
     text = (tmp_path / "art" / "config.json").read_text()
     assert list(json.loads(text)) == sorted(json.loads(text))
+
+
+def test_unwritable_target_rejected_without_leftovers(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ArtifactError, match="cannot write the artifact"):
+        save_sample(blocker / "art")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -82,14 +82,17 @@ def check_json_path(path: Path | None) -> None:
         return
     if path.is_dir():
         raise LeanLMError(f"--json {path} is a directory; give a file path such as {path / 'results.json'}")
+    check_output_path(path, "--json")
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Fail before a long run when nothing can be created at `path` (its nearest existing parent is read-only)."""
     existing = next(p for p in path.absolute().parents if p.exists())
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".leanlm-write-check-"):
             pass
     except OSError as err:
-        raise LeanLMError(
-            f"cannot write JSON results to {path} ({err.strerror} in {existing}); choose a writable path"
-        ) from err
+        raise LeanLMError(f"cannot write {option} {path} ({err.strerror} in {existing}); choose a writable path") from err
 
 
 def write_json(path: Path | None, payload: dict) -> None:

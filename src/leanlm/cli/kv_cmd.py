@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from leanlm.cli.console import console, load_with_status, progress_bar
+from leanlm.cli.console import check_output_path, console, load_with_status, progress_bar
 from leanlm.models import DEFAULT_MODEL
 
 app = typer.Typer(help="KV-cache compression: fit methods whose artifacts `--kv DIR` then uses.", no_args_is_help=True)
@@ -31,6 +31,7 @@ def matryoshka(
     from leanlm.kv.matryoshka.fit import FitConfig, fit_matryoshka
     from leanlm.kv.matryoshka.method import save_matryoshka
 
+    check_output_path(out, "--out")
     config = FitConfig(
         budget=budget, steps=steps, search=not uniform, window=window,
         calibration_windows=calibration_windows, search_rounds=search_rounds, seed=seed,

@@ -67,7 +67,7 @@ def test_unwritable_json_before_run(capsys, tmp_path):
     code, err = run_cli(capsys, "eval", "ppl", "--json", str(blocker / "out.json"))
     line = error_line(err)
     assert code == 2
-    assert "cannot write JSON results" in line
+    assert "cannot write --json" in line
 
 
 def test_json_path_is_directory(capsys, tmp_path):
@@ -87,3 +87,12 @@ def test_context_not_below_window(capsys):
 def test_help_exits_zero(capsys):
     main(["generate", "--help"])
     assert "--max-new-tokens" in capsys.readouterr().out
+
+
+def test_unwritable_fit_output_before_run(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, err = run_cli(capsys, "kv", "fit", "matryoshka", "--out", str(blocker / "artifact"))
+    line = error_line(err)
+    assert code == 2
+    assert "cannot write --out" in line
