@@ -38,7 +38,7 @@ def wide_terminal(monkeypatch):
 @pytest.fixture(autouse=True)
 def converted_default_model(default_model):
     # The first load of the GGUF file prints transformers' conversion progress bar on stderr; convert
-    # before any test reads stderr, so each sees only what its own command printed.
+    # before any test reads stderr, so each reads only what its own command printed.
     return default_model
 
 

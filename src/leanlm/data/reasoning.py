@@ -1,4 +1,4 @@
-"""Reasoning tasks with reference answers, from reasoning-gym generators or a user JSONL file."""
+"""Reasoning tasks with reference solutions, from reasoning-gym generators or a user JSONL file."""
 
 from __future__ import annotations
 

@@ -15,31 +15,14 @@ from leanlm.runtime import SamplingConfig, generate
 from leanlm.runtime.projected_attention import PROJECTED_ATTENTION, projected_attention_enabled, projected_attention_forward
 from leanlm.runtime.projected_cache import HeadProjection, ProjectedCache, ProjectedLayer
 
+from .projections import random_projections
+
 HEAD_DIM = 16
 KV_HEADS = 2
 FULL_RANKS = [[16, 16], [16, 16]]  # [L][Hkv]
 KEY_RANKS = [[4, 12], [16, 8]]  # ranks that differ per layer, per head and between keys and values
 VALUE_RANKS = [[8, 16], [4, 12]]
 DECODE_STEPS = 6
-
-
-def random_projections(key_ranks: list[list[int]], value_ranks: list[list[int]], seed: int) -> list[HeadProjection]:
-    """Random orthogonal bases (QR of a Gaussian matrix) cut to the given ranks, with random means."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def basis(rank: int) -> torch.Tensor:
-        orthogonal, _ = torch.linalg.qr(torch.randn(HEAD_DIM, HEAD_DIM, generator=generator))
-        return orthogonal[:, :rank]
-
-    return [
-        HeadProjection(
-            key_bases=[basis(rank) for rank in layer_key_ranks],
-            key_means=torch.randn(KV_HEADS, HEAD_DIM, generator=generator),
-            value_bases=[basis(rank) for rank in layer_value_ranks],
-            value_means=torch.randn(KV_HEADS, HEAD_DIM, generator=generator),
-        )
-        for layer_key_ranks, layer_value_ranks in zip(key_ranks, value_ranks)
-    ]
 
 
 def random_ids(batch: int, tokens: int, vocab_size: int, seed: int) -> torch.Tensor:

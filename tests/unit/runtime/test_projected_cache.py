@@ -8,32 +8,15 @@ import torch
 
 from leanlm.runtime import SamplingConfig, generate, kv_cache_bytes
 from leanlm.runtime.projected_attention import projected_attention_enabled
-from leanlm.runtime.projected_cache import GROWTH_TOKENS, HeadProjection, ProjectedCache, ProjectedLayer, project_heads
+from leanlm.runtime.projected_cache import GROWTH_TOKENS, ProjectedCache, ProjectedLayer, project_heads
+
+from .projections import random_projections
 
 HEAD_DIM = 16
 FLOAT32_BYTES = 4
 KEY_RANKS = [[4, 12], [16, 8]]  # [L][Hkv]
 VALUE_RANKS = [[8, 16], [4, 12]]
 RANK_SUM = sum(map(sum, KEY_RANKS)) + sum(map(sum, VALUE_RANKS))  # 80 of the full 2 x L x Hkv x D = 128
-
-
-def random_projections(seed: int) -> list[HeadProjection]:
-    """Random orthogonal bases (QR of a Gaussian matrix) cut to `KEY_RANKS` and `VALUE_RANKS`."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def basis(rank: int) -> torch.Tensor:
-        orthogonal, _ = torch.linalg.qr(torch.randn(HEAD_DIM, HEAD_DIM, generator=generator))
-        return orthogonal[:, :rank]
-
-    return [
-        HeadProjection(
-            key_bases=[basis(rank) for rank in layer_key_ranks],
-            key_means=torch.randn(len(layer_key_ranks), HEAD_DIM, generator=generator),
-            value_bases=[basis(rank) for rank in layer_value_ranks],
-            value_means=torch.randn(len(layer_value_ranks), HEAD_DIM, generator=generator),
-        )
-        for layer_key_ranks, layer_value_ranks in zip(KEY_RANKS, VALUE_RANKS)
-    ]
 
 
 def expected_bytes(batch: int, positions: int) -> int:
@@ -57,7 +40,7 @@ def decode(model, cache: ProjectedCache, logits: torch.Tensor, steps: int) -> to
 
 
 def test_prefill_bytes_exact(model):
-    cache = ProjectedCache(random_projections(seed=1))
+    cache = ProjectedCache(random_projections(KEY_RANKS, VALUE_RANKS, seed=1))
     prefill(model, cache, batch=2, tokens=10)
 
     assert cache.nbytes() == expected_bytes(2, 10)
@@ -65,7 +48,7 @@ def test_prefill_bytes_exact(model):
 
 
 def test_prefill_buffers_per_head_width(model):
-    cache = ProjectedCache(random_projections(seed=2))
+    cache = ProjectedCache(random_projections(KEY_RANKS, VALUE_RANKS, seed=2))
     prefill(model, cache, batch=2, tokens=10)
 
     for layer_index, layer in enumerate(cache.layers):
@@ -76,7 +59,7 @@ def test_prefill_buffers_per_head_width(model):
 
 
 def test_decode_grows_by_growth_tokens(model):
-    cache = ProjectedCache(random_projections(seed=3))
+    cache = ProjectedCache(random_projections(KEY_RANKS, VALUE_RANKS, seed=3))
     logits = prefill(model, cache, batch=2, tokens=10)
 
     logits = decode(model, cache, logits, steps=1)
@@ -92,7 +75,7 @@ def test_decode_grows_by_growth_tokens(model):
 def test_generate_reports_projected_bytes(model, tokenizer):
     prompts = [[1, 40, 41, 42, 43, 44, 45], [1, 120, 7]]  # padded to 7 tokens
     config = SamplingConfig(max_new_tokens=3, stop_at_eos=False)
-    projections = random_projections(seed=4)
+    projections = random_projections(KEY_RANKS, VALUE_RANKS, seed=4)
 
     with projected_attention_enabled(model):
         result = generate(model, tokenizer, prompts, config, cache=lambda _: ProjectedCache(projections))
@@ -101,7 +84,7 @@ def test_generate_reports_projected_bytes(model, tokenizer):
 
 
 def test_growth_keeps_earlier_tokens():
-    projection = random_projections(seed=5)[0]
+    projection = random_projections(KEY_RANKS, VALUE_RANKS, seed=5)[0]
     layer = ProjectedLayer(projection)
     generator = torch.Generator().manual_seed(6)
     keys = torch.randn(2, 2, 5, HEAD_DIM, generator=generator)  # [B, Hkv, T, D]
@@ -121,7 +104,7 @@ def test_growth_keeps_earlier_tokens():
 
 
 def test_update_returns_projected_states():
-    projection = random_projections(seed=7)[1]
+    projection = random_projections(KEY_RANKS, VALUE_RANKS, seed=7)[1]
     layer = ProjectedLayer(projection)
     keys = torch.randn(2, 2, 6, HEAD_DIM, generator=torch.Generator().manual_seed(8))  # [B, Hkv, T, D]
     projected, same = layer.update(keys, keys.clone())
@@ -136,7 +119,7 @@ def test_update_returns_projected_states():
 
 
 def test_reset_releases_buffers(model):
-    cache = ProjectedCache(random_projections(seed=9))
+    cache = ProjectedCache(random_projections(KEY_RANKS, VALUE_RANKS, seed=9))
     prefill(model, cache, batch=1, tokens=4)
     cache.reset()
 

@@ -154,7 +154,7 @@ def test_stop_string_row_others_continue(model, tokenizer):
 def test_unfinished_stop_prefix_is_released(model, tokenizer):
     tokens = greedy_tokens(model, tokenizer, PROMPTS[:1])[0]
     full_text = tokenizer.decode(tokens, skip_special_tokens=True)
-    # The final character starts a stop string that never completes, so the loop holds it back until the end.
+    # The final character starts a stop string that never completes, so the loop keeps it back until the end.
     never_completed = full_text[-1] + "\u2603\u2603"
     recorder = Recorder()
 
