@@ -1,12 +1,17 @@
 """KV-cache benchmark: every method at every budget, on the evaluation split, in one run.
 
 Methods: the full cache; PCA bases with uniform ranks; MatryoshkaKV (trained) with uniform and with
-searched ranks; kvpress token-eviction presses at the same bytes (compression ratio = 1 - budget), run
-in their own environment on the same model files, windows and metric.
+searched ranks; Attention-Gate at several eviction ratios; the gate and MatryoshkaKV combined; kvpress
+token-eviction presses at the same bytes (compression ratio = 1 - budget), run in their own environment on
+the same model files, windows and metric.
+
+One gate, trained for one eviction ratio (or loaded from an artifact), serves every ratio: inference keeps
+a fixed quota of the tokens it scores highest, so only the quota changes.
 
 Decode speed is timed over a cache filled through `Cache.update` with random states at the full context
-length: decode cost does not depend on the values, and this avoids a 16K-token prefill per method on a
-CPU. Presses keep `budget x context` tokens of a plain cache, so their decode speed is not timed here.
+length (for eviction methods: with a random choice of the kept tokens): decode cost does not depend on the
+values, and this avoids a 16K-token prefill per method on a CPU. Presses keep `budget x context` tokens of
+a plain cache, so their decode speed is not timed here.
 
 Shapes: N windows, T tokens, L layers, Hkv KV heads, D head dim.
 """
@@ -17,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -24,6 +30,9 @@ from leanlm.data import token_windows
 from leanlm.eval import PasskeyConfig, continuation_perplexity, passkey_accuracy
 from leanlm.eval.passkey import build_prompts
 from leanlm.home import leanlm_home
+from leanlm.kv.combined import GatedMatryoshkaKV
+from leanlm.kv.gate.fit import GateFitConfig, fit_gate
+from leanlm.kv.gate.method import AttentionGateKV, load_gate
 from leanlm.kv.matryoshka.method import MatryoshkaKV
 from leanlm.kv.matryoshka.pca import collect_statistics, pca_bases
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
@@ -32,6 +41,7 @@ from leanlm.kv.matryoshka.search import KLScorer, search_ranks
 from leanlm.kv.matryoshka.train import TrainConfig, train_projections
 from leanlm.models.loader import LoadedModel
 from leanlm.runtime.cache import dynamic_cache
+from leanlm.runtime.token_eviction import KEEP_KWARG, KeepDecision
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +64,11 @@ class KVBenchConfig:
     calibration_window: int = 256
     search_tokens: int = 128
     search_rounds: int = 10
-    presses: tuple[str, ...] = ("snapkv", "knorm", "streaming-llm", "expected-attention")
+    gate_evictions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    gate_steps: int = 200  # training steps of the gate, trained at an eviction ratio of 0.5
+    gate_path: Path | None = None  # a fitted Attention-Gate artifact to use instead of training one
+    combined: tuple[tuple[float, float], ...] = ((0.5, 0.5), (0.25, 0.5))  # (gate eviction ratio, MatryoshkaKV budget)
+    presses: tuple[str, ...] = ("snapkv", "knorm", "streaming-llm", "expected-attention", "observed-attention")
 
 
 @dataclass
@@ -76,6 +90,7 @@ class _Method:
     budget: float
     cache: Callable | None  # cache factory; None is the plain cache
     enabled: Callable[[], AbstractContextManager] = nullcontext
+    keep: float = 1.0  # fraction of the prompt's tokens the cache keeps
 
 
 def bench_kv(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress | None = None) -> tuple[list[KVBenchRow], dict]:
@@ -92,6 +107,17 @@ def bench_kv(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress | 
         ):
             method = MatryoshkaKV(projections=projections, plan=plan)
             methods.append(_Method(name, budget, method.cache, lambda m=method: m.enabled(loaded.model)))
+
+    gate = _gate(loaded, config, stage)
+    for evict in config.gate_evictions:
+        method = AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window)
+        methods.append(_Method("attention-gate", round(1 - evict, 6), method.cache, lambda m=method: m.enabled(loaded.model), 1 - evict))
+    for evict, budget in config.combined:
+        method = GatedMatryoshkaKV(
+            gate=AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window),
+            matryoshka=MatryoshkaKV(projections=trained, plan=plans[budget]),
+        )
+        methods.append(_Method("gate+matryoshka", round((1 - evict) * budget, 6), method.cache, lambda m=method: m.enabled(loaded.model), 1 - evict))
 
     windows = token_windows(loaded.tokenizer, "evaluation", config.context + config.scored, config.windows)
     passkey = PasskeyConfig(lengths=config.passkey_lengths, depths=config.passkey_depths, trials=config.passkey_trials)
@@ -127,18 +153,29 @@ def _fit_variants(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgre
     return pca, trained, plans
 
 
+def _gate(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress) -> AttentionGateKV:
+    if config.gate_path is not None:
+        return load_gate(config.gate_path, loaded)
+    gate, _, _ = fit_gate(loaded, GateFitConfig(evict=0.5, steps=config.gate_steps), stage=stage)
+    return gate
+
+
 def _measure(loaded: LoadedModel, method: _Method, windows, config: KVBenchConfig, passkey: PasskeyConfig) -> KVBenchRow:
     factory = method.cache or dynamic_cache
     with method.enabled():
         ppl = continuation_perplexity(loaded.model, windows, config.context, cache=factory)
         accuracy = passkey_accuracy(loaded.model, loaded.tokenizer, passkey, cache=factory).accuracy
-        speeds = {n: decode_speed(loaded.model, factory, n, config.decode_tokens) for n in config.decode_contexts}
+        speeds = {n: decode_speed(loaded.model, factory, n, config.decode_tokens, method.keep) for n in config.decode_contexts}
     logger.info("%s at %.3f: ppl %.3f, %d bytes", method.name, method.budget, ppl.ppl, ppl.kv_bytes)
     return KVBenchRow(method.name, method.budget, ppl.kv_bytes, ppl.ppl, accuracy, speeds)
 
 
-def decode_speed(model, factory: Callable, context: int, steps: int) -> float:
-    """Time `steps` greedy decode steps over a cache holding `context` positions of random states."""
+def decode_speed(model, factory: Callable, context: int, steps: int, keep: float = 1.0) -> float:
+    """Time `steps` greedy decode steps over a cache holding `context` positions of random states.
+
+    With `keep` < 1 the cache evicts all but a random choice of round(keep x context) tokens per KV head,
+    as an eviction method's cache would after its prefill.
+    """
     config = model.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     cache = factory(model)
@@ -146,7 +183,8 @@ def decode_speed(model, factory: Callable, context: int, steps: int) -> float:
     with torch.inference_mode():
         for layer in range(config.num_hidden_layers):
             shape = (1, config.num_key_value_heads, context, head_dim)  # [B, Hkv, T, D]
-            cache.update(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator), layer)
+            kwargs = {KEEP_KWARG: _random_keep(config.num_key_value_heads, context, keep, generator)} if keep < 1 else {}
+            cache.update(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator), layer, kwargs=kwargs)
 
         # one untimed step first: a projected cache grows its buffers on the first decode step
         token = torch.zeros((1, 1), dtype=torch.long)
@@ -158,6 +196,13 @@ def decode_speed(model, factory: Callable, context: int, steps: int) -> float:
             logits = model(input_ids=token, position_ids=positions, cache=cache, use_cache=True).logits
             token = logits[:, -1].argmax(dim=-1, keepdim=True)
         return steps / (time.perf_counter() - started)
+
+
+def _random_keep(kv_heads: int, context: int, keep: float, generator: torch.Generator) -> KeepDecision:
+    kept = round(keep * context)
+    indices = torch.stack([torch.randperm(context, generator=generator)[:kept].sort().values for _ in range(kv_heads)])
+    flags = torch.zeros((1, kv_heads, context)).scatter_(2, indices[None], 1.0)  # [1, Hkv, T]
+    return KeepDecision(flags=flags, window=1, indices=indices[None], slot_valid=torch.ones((1, kept), dtype=torch.bool))
 
 
 def _press_rows(loaded: LoadedModel, windows, config: KVBenchConfig, passkey: PasskeyConfig) -> list[KVBenchRow]:

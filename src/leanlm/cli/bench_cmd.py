@@ -66,16 +66,22 @@ def kv(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
     windows: int = typer.Option(4, help="Evaluation windows of context + scored tokens."),
     train_steps: int = typer.Option(100, help="Matryoshka training steps before the rank search."),
+    gate: Path | None = typer.Option(None, "--gate", help="Fitted Attention-Gate artifact to use instead of training a gate."),
+    gate_steps: int = typer.Option(200, help="Attention-Gate training steps, when --gate is not given."),
     decode_contexts: str = typer.Option("4096,16384", help="Context lengths at which decode speed is timed."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON to this path."),
     png_path: Path | None = typer.Option(None, "--png", help="Write a plot of perplexity against budget here."),
 ):
-    """Full cache, PCA, MatryoshkaKV (uniform and searched ranks) and kvpress presses at equal KV bytes."""
+    """Full cache, PCA, MatryoshkaKV (uniform and searched ranks), Attention-Gate, the two combined, and
+    kvpress presses at equal KV bytes."""
     from leanlm.bench.kv import KVBenchConfig, bench_kv
     from leanlm.bench.plot import plot_ppl_by_budget
 
     check_json_path(json_path)
-    config = KVBenchConfig(windows=windows, train_steps=train_steps, decode_contexts=parse_ints(decode_contexts, "--decode-contexts"))
+    config = KVBenchConfig(
+        windows=windows, train_steps=train_steps, gate_path=gate, gate_steps=gate_steps,
+        decode_contexts=parse_ints(decode_contexts, "--decode-contexts"),
+    )
     loaded = load_with_status(model)
     rows, plans = bench_kv(loaded, config, stage=progress_bar)
 
@@ -95,6 +101,7 @@ def kv(
 
 
 def _plain(config) -> dict:
+    """Return a dataclass config as JSON-ready values (paths as strings)."""
     from dataclasses import asdict
 
-    return asdict(config)
+    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}

@@ -19,6 +19,11 @@ from leanlm.errors import InvalidArgumentError, LeanLMError
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
+KV_HELP = (
+    "KV-cache artifact directory from `leanlm kv fit`; repeat it to combine an Attention-Gate with a "
+    "MatryoshkaKV artifact."
+)
+
 
 def setup_logging(verbose: bool) -> None:
     """Log leanlm's notices (such as a first-time model conversion); with `verbose`, everything at INFO."""

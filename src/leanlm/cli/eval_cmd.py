@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from leanlm.cli.console import check_json_path, console, load_with_status, parse_floats, parse_ints, progress_bar, write_json
+from leanlm.cli.console import KV_HELP, check_json_path, console, load_with_status, parse_floats, parse_ints, progress_bar, write_json
 from leanlm.models import DEFAULT_MODEL
 
 app = typer.Typer(help="Measure model quality on real prose: perplexity and passkey retrieval.", no_args_is_help=True)
@@ -22,7 +22,7 @@ def ppl(
         None, help="Continuation mode: prefill this many tokens of each window into the KV cache, score the rest."
     ),
     batch_size: int = typer.Option(1, help="Windows per forward pass."),
-    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory to compress the context with (needs --context)."),
+    kv: list[Path] = typer.Option(None, "--kv", help=KV_HELP + " Needs --context."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
 ):
     """Perplexity over token windows, or context-compressed continuation perplexity with --context."""
@@ -35,11 +35,11 @@ def ppl(
     check_json_path(json_path)
     if context is not None and context >= window:
         raise InvalidArgumentError(f"--context {context} must be smaller than --window {window}, so tokens remain to score")
-    if kv is not None and context is None:
+    if kv and context is None:
         raise InvalidArgumentError("--kv compresses the KV cache, which only continuation perplexity uses; add --context N")
     loaded = load_with_status(model)
     windows = token_windows(loaded.tokenizer, split, window, max_windows)
-    with progress_bar("perplexity", total=windows.shape[0]) as advance, kv_cache_for(kv, loaded) as cache:
+    with kv_cache_for(kv, loaded) as cache, progress_bar("perplexity", total=windows.shape[0]) as advance:
         if context is None:
             result = perplexity(loaded.model, windows, batch_size=batch_size, progress=advance)
         else:
@@ -49,7 +49,7 @@ def ppl(
 
     noun = "window" if result.windows == 1 else "windows"
     console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}")
-    details = {"model": model, "split": split, "window": window, "context": context, "kv": str(kv) if kv else None}
+    details = {"model": model, "split": split, "window": window, "context": context, "kv": [str(path) for path in kv] if kv else None}
     write_json(json_path, result.to_dict() | details)
 
 
@@ -61,7 +61,7 @@ def passkey(
     trials: int = typer.Option(4, help="Prompts per (length, depth) cell."),
     seed: int = typer.Option(0, help="Seed for the keys and the prose chosen."),
     batch_size: int = typer.Option(4, help="Prompts per generation batch."),
-    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory to run the prompts with."),
+    kv: list[Path] = typer.Option(None, "--kv", help=KV_HELP),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results, with every (length, depth) cell, as JSON."),
 ):
     """Passkey retrieval accuracy over context lengths and depths."""
@@ -79,7 +79,7 @@ def passkey(
     )
     loaded = load_with_status(model)
     total = len(config.lengths) * len(config.depths) * config.trials
-    with progress_bar("passkey", total=total) as advance, kv_cache_for(kv, loaded) as cache:
+    with kv_cache_for(kv, loaded) as cache, progress_bar("passkey", total=total) as advance:
         result = passkey_accuracy(loaded.model, loaded.tokenizer, config, cache=cache or dynamic_cache, progress=advance)
 
     summary = result.to_dict()

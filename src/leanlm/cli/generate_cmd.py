@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from leanlm.cli.console import console, err_console, load_with_status
+from leanlm.cli.console import KV_HELP, console, err_console, load_with_status
 from leanlm.models import DEFAULT_MODEL
 
 DEFAULT_PROMPT = "Explain in three sentences why a language model needs a KV cache when it generates text."
@@ -21,7 +21,7 @@ def generate(
     stop: list[str] = typer.Option(None, "--stop", help="Stop a row when this text appears; the text is not printed. Repeatable."),
     chat: bool | None = typer.Option(None, "--chat/--no-chat", help="Wrap prompts in the chat template. Default: when the model has one."),
     system: str | None = typer.Option(None, help="System message for chat mode."),
-    kv: Path | None = typer.Option(None, "--kv", help="KV-cache artifact directory (from `leanlm kv fit`) to generate with."),
+    kv: list[Path] = typer.Option(None, "--kv", help=KV_HELP),
 ):
     """Generate text, then print one line of figures on stderr: tokens, tokens/s and KV-cache bytes."""
     from leanlm.kv import kv_cache_for

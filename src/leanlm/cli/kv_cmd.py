@@ -45,3 +45,50 @@ def matryoshka(
         f"value ranks {report['value_rank_total']}, held-out KL {report['held_out_kl']:.4f}",
         highlight=False,
     )
+
+
+@fit_app.command("gate")
+def gate(
+    out: Path = typer.Option(..., "--out", help="Directory to write the artifact to."),
+    evict: float = typer.Option(0.5, help="Fraction of prompt tokens each layer evicts from the cache, in [0, 1)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
+    steps: int = typer.Option(200, help="Training steps (one calibration window each); 0 keeps the random gates."),
+    window_tokens: int = typer.Option(512, help="Calibration tokens per training window."),
+    calibration_windows: int = typer.Option(32, help="Calibration windows (the last one is held out to score the gate)."),
+    sinks: int = typer.Option(4, help="First tokens of a prompt that are always kept."),
+    window: int = typer.Option(32, help="Last tokens of a prompt that are always kept."),
+    seed: int = typer.Option(0, help="Seed for the gates' initial weights."),
+):
+    """Train a gate per attention layer that picks the prompt tokens each KV head keeps.
+
+    Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
+    """
+    from leanlm.eval import continuation_perplexity
+    from leanlm.kv.gate.fit import GateFitConfig, fit_gate
+    from leanlm.kv.gate.method import save_gate
+
+    check_output_path(out, "--out")
+    config = GateFitConfig(
+        evict=evict, steps=steps, window_tokens=window_tokens, calibration_windows=calibration_windows,
+        sinks=sinks, window=window, seed=seed,
+    )
+    loaded = load_with_status(model)
+    checkpoint_dir = out.with_name(out.name + ".checkpoint")
+    method, report, held_out = fit_gate(loaded, config, checkpoint_dir=checkpoint_dir, stage=progress_bar)
+
+    # score the held-out calibration window: three quarters as context, the rest as continuation
+    context = held_out.shape[1] * 3 // 4
+    with progress_bar("held-out score", 2) as advance:
+        full = continuation_perplexity(loaded.model, held_out, context, progress=advance)
+        with method.enabled(loaded.model):
+            gated = continuation_perplexity(loaded.model, held_out, context, cache=method.cache, progress=advance)
+    report |= {
+        "held_out_context": context, "held_out_ppl_full": full.ppl, "held_out_ppl_gate": gated.ppl,
+        "held_out_kv_bytes_full": full.kv_bytes, "held_out_kv_bytes_gate": gated.kv_bytes,
+    }
+    save_gate(out, method, loaded, report)
+    console.print(
+        f"wrote {out}: evicts {evict:.2f} of prompt tokens; held-out perplexity {gated.ppl:.3f} "
+        f"(full cache {full.ppl:.3f}), KV bytes {gated.kv_bytes:,} (full cache {full.kv_bytes:,})",
+        highlight=False,
+    )

@@ -1,7 +1,7 @@
-"""KV-cache compression methods. `load_kv` opens any fitted KV artifact for use with a model."""
+"""KV-cache compression methods. `load_kv` opens fitted KV artifacts for use with a model."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -9,29 +9,48 @@ from leanlm.errors import ArtifactError
 
 
 @contextmanager
-def kv_cache_for(path: Path | None, loaded) -> Iterator:
-    """Yield a cache factory for the KV artifact at `path` (None yields None: the plain cache).
+def kv_cache_for(paths: Sequence[Path] | Path | None, loaded) -> Iterator:
+    """Yield a cache factory for the KV artifacts at `paths` (None or empty yields None: the plain cache).
 
-    Inside the block the model attends the way the artifact's cache needs; the model is restored after.
+    Inside the block the model attends the way the artifacts' cache needs; the model is restored after.
     """
-    if path is None:
+    if isinstance(paths, str | Path):
+        paths = [Path(paths)]
+    if not paths:
         yield None
         return
-    method = load_kv(path, loaded)
+    method = load_kv(paths, loaded)
     with method.enabled(loaded.model):
         yield method.cache
 
 
-def load_kv(path: Path, loaded):
-    """Open a fitted KV artifact of any supported kind, checked against the loaded model."""
+def load_kv(paths: Sequence[Path] | Path, loaded):
+    """Open one fitted KV artifact, or an Attention-Gate and a MatryoshkaKV artifact to combine.
+
+    Each artifact is checked against the loaded model.
+    """
+    from leanlm.kv.combined import GatedMatryoshkaKV
+    from leanlm.kv.gate.method import KIND as GATE, load_gate
     from leanlm.kv.matryoshka.method import KIND as MATRYOSHKA, load_matryoshka
 
-    loaders = {MATRYOSHKA: load_matryoshka}
-    config_path = Path(path) / "config.json"
+    loaders = {MATRYOSHKA: load_matryoshka, GATE: load_gate}
+    paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    methods = {}
+    for path in paths:
+        kind = _kind(path)
+        if kind not in loaders:
+            raise ArtifactError(f"{path} contains a {kind!r} artifact, which is not a KV method; supported: {', '.join(loaders)}")
+        if kind in methods:
+            raise ArtifactError(f"two {kind} artifacts given ({path} and another); pass at most one of each kind")
+        methods[kind] = loaders[kind](path, loaded)
+
+    if len(methods) == 1:
+        return next(iter(methods.values()))
+    return GatedMatryoshkaKV(gate=methods[GATE], matryoshka=methods[MATRYOSHKA])
+
+
+def _kind(path: Path) -> str | None:
     try:
-        kind = json.loads(config_path.read_text()).get("kind")
-    except (OSError, json.JSONDecodeError) as err:
+        return json.loads((path / "config.json").read_text()).get("kind")
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
         raise ArtifactError(f"{path} is not a readable leanlm artifact ({err}); pass a directory written by `leanlm kv fit`") from err
-    if kind not in loaders:
-        raise ArtifactError(f"{path} contains a {kind!r} artifact, which is not a KV method; supported: {', '.join(loaders)}")
-    return loaders[kind](Path(path), loaded)

@@ -31,3 +31,21 @@ def test_projected_cache_decodes(model, pca):
         speed = decode_speed(model, factory, context=40, steps=3)
     assert speed > 0
     assert factory.caches[0].get_seq_length() == 44
+
+
+def test_evicting_cache_decodes_over_kept_tokens(model):
+    from leanlm.kv.gate.method import AttentionGateKV
+    from leanlm.kv.gate.module import AttentionGates
+
+    config = model.config
+    gate = AttentionGateKV(
+        gates=AttentionGates(config.num_hidden_layers, config.hidden_size, config.num_key_value_heads, 8), evict=0.75
+    )
+    factory = CountingFactory(gate.cache)
+    with gate.enabled(model):
+        speed = decode_speed(model, factory, context=40, steps=3, keep=0.25)
+
+    cache = factory.caches[0]
+    assert speed > 0
+    assert cache.get_seq_length() == 44  # positions continue after the evicted context
+    assert cache.layers[0].length == 10 + 4  # slots: a quarter of the context, then the decoded tokens

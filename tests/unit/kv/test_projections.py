@@ -8,7 +8,7 @@ import torch
 
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections, cayley
 from leanlm.kv.matryoshka.ranks import RankPlan
-from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import ProjectedCache
 
 from .helpers import orthogonality_error, train_randomly
@@ -87,7 +87,7 @@ def test_cache_gradients_reach_skew(pca, model, windows):
     projections = MatryoshkaProjections(pca)
     cache = ProjectedCache(projections.head_projections(plan))
 
-    with projected_attention_enabled(model):
+    with kv_attention_enabled(model):
         logits = model(input_ids=windows[:1], cache=cache, use_cache=True).logits
     logits.logsumexp(dim=-1).sum().backward()
     model.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from leanlm.runtime import SamplingConfig, generate
-from leanlm.runtime.projected_attention import PROJECTED_ATTENTION, projected_attention_enabled, projected_attention_forward
+from leanlm.runtime.kv_attention import KV_ATTENTION, kv_attention_enabled, kv_attention_forward
 from leanlm.runtime.projected_cache import HeadProjection, ProjectedCache, ProjectedLayer
 
 from .projections import random_projections
@@ -74,7 +74,7 @@ def test_full_rank_prefill_matches_plain(model):
 
     with torch.no_grad():
         expected = model(input_ids=input_ids).logits
-        with projected_attention_enabled(model):
+        with kv_attention_enabled(model):
             observed = model(input_ids=input_ids, cache=ProjectedCache(projections), use_cache=True).logits
 
     assert torch.allclose(observed, expected, atol=1e-4)
@@ -88,7 +88,7 @@ def test_full_rank_chunked_prefill_matches_plain(model):
     with torch.no_grad():
         expected = model(input_ids=input_ids).logits
         cache = ProjectedCache(projections)
-        with projected_attention_enabled(model):
+        with kv_attention_enabled(model):
             first = model(input_ids=input_ids[:, :20], cache=cache, use_cache=True).logits
             second = model(input_ids=input_ids[:, 20:], position_ids=chunk_positions, cache=cache, use_cache=True).logits
 
@@ -103,7 +103,7 @@ def test_full_rank_generate_matches_plain(model, tokenizer):
     config = SamplingConfig(max_new_tokens=12)
 
     expected = generate(model, tokenizer, prompts, config)
-    with projected_attention_enabled(model):
+    with kv_attention_enabled(model):
         observed = generate(model, tokenizer, prompts, config, cache=lambda _: ProjectedCache(projections))
 
     assert isinstance(observed.cache, ProjectedCache)
@@ -127,7 +127,7 @@ def test_ragged_ranks_match_reconstruction(model):
     with torch.no_grad():
         plain = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
         expected = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=reference_cache, use_cache=True).logits
-        with projected_attention_enabled(model):
+        with kv_attention_enabled(model):
             observed = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=projected_cache, use_cache=True).logits
 
     # the ranks must change the output, or the comparison below would not test the projection at all
@@ -142,7 +142,7 @@ def test_ragged_ranks_match_reconstruction(model):
         mask = torch.cat([mask, mask.new_ones(2, 1)], dim=-1)
         with torch.no_grad():
             expected = model(input_ids=token, attention_mask=mask, position_ids=positions, cache=reference_cache, use_cache=True).logits
-            with projected_attention_enabled(model):
+            with kv_attention_enabled(model):
                 observed = model(input_ids=token, attention_mask=mask, position_ids=positions, cache=projected_cache, use_cache=True).logits
         assert torch.allclose(observed, expected, atol=1e-4), f"decode step {step}"
 
@@ -153,7 +153,7 @@ def test_ragged_generate_without_padding(model, tokenizer):
     prompt = random_ids(1, 8, model.config.vocab_size, seed=8)
     config = SamplingConfig(max_new_tokens=DECODE_STEPS, stop_at_eos=False)
 
-    with projected_attention_enabled(model):
+    with kv_attention_enabled(model):
         observed = generate(model, tokenizer, [prompt[0].tolist()], config, cache=lambda _: ProjectedCache(projections))
 
     reference_cache = reconstructed_cache(projections)
@@ -203,7 +203,7 @@ def test_direct_call_matches_manual_attention(query_tokens, causal):
     query = torch.randn(2, 4, query_tokens, HEAD_DIM, generator=torch.Generator().manual_seed(13))
     scale = HEAD_DIM**-0.5
 
-    observed, weights = projected_attention_forward(torch.nn.Module(), query, projected, projected, None, scaling=scale)
+    observed, weights = kv_attention_forward(torch.nn.Module(), query, projected, projected, None, scaling=scale)
     expected = manual_attention(query, keys, values, scale, causal)
 
     assert weights is None
@@ -216,7 +216,7 @@ def test_default_scale_is_full_head_dim():
     projected, keys, values = projected_states(projection, tokens=5, seed=15)
     query = torch.randn(2, 4, 1, HEAD_DIM, generator=torch.Generator().manual_seed(16))
 
-    observed, _ = projected_attention_forward(torch.nn.Module(), query, projected, projected, None, scaling=None)
+    observed, _ = kv_attention_forward(torch.nn.Module(), query, projected, projected, None, scaling=None)
     expected = manual_attention(query, keys, values, HEAD_DIM**-0.5, causal=False)
 
     assert torch.allclose(observed, expected, atol=1e-5)
@@ -228,11 +228,11 @@ def test_default_scale_is_full_head_dim():
 def test_context_switches_and_restores(isolated_model):
     before = isolated_model.config._attn_implementation
 
-    with projected_attention_enabled(isolated_model) as inside:
+    with kv_attention_enabled(isolated_model) as inside:
         during = isolated_model.config._attn_implementation
 
     assert inside is isolated_model
-    assert during == PROJECTED_ATTENTION
+    assert during == KV_ATTENTION
     assert isolated_model.config._attn_implementation == before
 
 
@@ -240,7 +240,7 @@ def test_context_restores_after_exception(isolated_model):
     before = isolated_model.config._attn_implementation
 
     with pytest.raises(RuntimeError, match="raised inside the block"):
-        with projected_attention_enabled(isolated_model):
+        with kv_attention_enabled(isolated_model):
             raise RuntimeError("raised inside the block")
 
     assert isolated_model.config._attn_implementation == before
@@ -249,7 +249,7 @@ def test_context_restores_after_exception(isolated_model):
 def test_context_restores_eager(isolated_model):
     isolated_model.set_attn_implementation("eager")
 
-    with projected_attention_enabled(isolated_model):
+    with kv_attention_enabled(isolated_model):
         pass
 
     assert isolated_model.config._attn_implementation == "eager"
@@ -259,7 +259,7 @@ def test_dynamic_cache_after_context(isolated_model):
     input_ids = random_ids(2, 8, isolated_model.config.vocab_size, seed=9)
     with torch.no_grad():
         expected = isolated_model(input_ids=input_ids, cache=DynamicCache(config=isolated_model.config), use_cache=True).logits
-        with projected_attention_enabled(isolated_model):
+        with kv_attention_enabled(isolated_model):
             pass
         observed = isolated_model(input_ids=input_ids, cache=DynamicCache(config=isolated_model.config), use_cache=True).logits
 
@@ -271,7 +271,7 @@ def test_dynamic_cache_inside_context(isolated_model):
     input_ids = random_ids(2, 8, isolated_model.config.vocab_size, seed=10)
     with torch.no_grad():
         expected = isolated_model(input_ids=input_ids).logits
-        with projected_attention_enabled(isolated_model):
+        with kv_attention_enabled(isolated_model):
             observed = isolated_model(input_ids=input_ids, cache=DynamicCache(config=isolated_model.config), use_cache=True).logits
 
     assert torch.allclose(observed, expected, atol=1e-6)

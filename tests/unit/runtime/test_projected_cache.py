@@ -7,7 +7,7 @@ Shapes: B batch, T tokens, Hkv KV heads, D head dim, R rank of one head.
 import torch
 
 from leanlm.runtime import SamplingConfig, generate, kv_cache_bytes
-from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import GROWTH_TOKENS, ProjectedCache, ProjectedLayer, project_heads
 
 from .projections import random_projections
@@ -26,13 +26,13 @@ def expected_bytes(batch: int, positions: int) -> int:
 def prefill(model, cache: ProjectedCache, batch: int, tokens: int) -> torch.Tensor:
     """Prefill random tokens into `cache` and return the logits of the last position [B, V]."""
     input_ids = torch.randint(3, model.config.vocab_size, (batch, tokens), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), projected_attention_enabled(model):
+    with torch.no_grad(), kv_attention_enabled(model):
         return model(input_ids=input_ids, cache=cache, use_cache=True).logits[:, -1]
 
 
 def decode(model, cache: ProjectedCache, logits: torch.Tensor, steps: int) -> torch.Tensor:
     """Feed `steps` greedy tokens one at a time and return the logits of the last one [B, V]."""
-    with torch.no_grad(), projected_attention_enabled(model):
+    with torch.no_grad(), kv_attention_enabled(model):
         for _ in range(steps):
             token = logits.argmax(dim=-1, keepdim=True)  # [B, 1]
             logits = model(input_ids=token, cache=cache, use_cache=True).logits[:, -1]
@@ -77,7 +77,7 @@ def test_generate_reports_projected_bytes(model, tokenizer):
     config = SamplingConfig(max_new_tokens=3, stop_at_eos=False)
     projections = random_projections(KEY_RANKS, VALUE_RANKS, seed=4)
 
-    with projected_attention_enabled(model):
+    with kv_attention_enabled(model):
         result = generate(model, tokenizer, prompts, config, cache=lambda _: ProjectedCache(projections))
 
     assert result.kv_bytes == expected_bytes(2, 7 + GROWTH_TOKENS)

@@ -14,7 +14,7 @@ from leanlm.kv.matryoshka.pca import PCABases
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan
 from leanlm.models.loader import LoadedModel
-from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import HeadProjection, ProjectedCache
 
 KIND = "matryoshka-kv"
@@ -42,7 +42,7 @@ class MatryoshkaKV:
     @contextmanager
     def enabled(self, model: PreTrainedModel) -> Iterator[None]:
         """Let `model` attend over projected caches inside the block."""
-        with projected_attention_enabled(model):
+        with kv_attention_enabled(model):
             yield
 
 

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RANK_STEPS, RankPlan, check_budget, full_plan
-from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import HeadProjection, ProjectedCache
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class KLScorer:
     def _score_batch(self, plans: list[RankPlan]) -> list[float]:
         heads = _trial_projections(self.projections, self.bases, plans)
         totals = torch.zeros(len(plans))
-        with torch.inference_mode(), projected_attention_enabled(self.model):
+        with torch.inference_mode(), kv_attention_enabled(self.model):
             for window, positions, target in zip(self.windows.split(1), self.positions, self.teacher):
                 rows = window.expand(len(plans), -1)  # [K, T], one plan per row
                 rows_positions = positions.expand(len(plans), -1)

@@ -9,30 +9,24 @@ JSON, written atomically) let an interrupted run resume where it stopped.
 Shapes: N windows, T tokens, V vocabulary, L layers, Hkv KV heads.
 """
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
+from leanlm.kv.checkpoints import resume_checkpoint, save_checkpoint
 from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
-from leanlm.runtime.projected_attention import projected_attention_enabled
+from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import ProjectedCache
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_TENSORS = "checkpoint.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
-
 
 @dataclass
 class TrainConfig:
@@ -64,7 +58,7 @@ def train_projections(
 ) -> list[float]:
     """Train the projections' Cayley parameters on calibration windows [N, T]; return the loss per step."""
     optimizer = torch.optim.Adam(projections.parameters(), lr=config.learning_rate)
-    start = _resume(checkpoint_dir, projections, optimizer) if checkpoint_dir else 0
+    start = resume_checkpoint(checkpoint_dir, projections, optimizer) if checkpoint_dir else 0
     generator = torch.Generator().manual_seed(config.seed + start)
     if progress and start:
         progress(start)
@@ -107,48 +101,13 @@ def _step(model, projections: MatryoshkaProjections, window, positions, plan: Ra
         teacher = F.log_softmax(teacher, dim=-1)
 
     cache = ProjectedCache(projections.head_projections(plan))
-    with projected_attention_enabled(model):
+    with kv_attention_enabled(model):
         logits = model(input_ids=window, position_ids=positions, cache=cache, use_cache=True).logits.float()
     student = F.log_softmax(logits, dim=-1)
 
     kl = F.kl_div(student[0], teacher[0], log_target=True, reduction="batchmean")  # per token
     cross_entropy = F.nll_loss(student[0, :-1], window[0, 1:])
     return kl_weight * kl + (1 - kl_weight) * cross_entropy
-
-
-def save_checkpoint(directory: Path, projections: MatryoshkaProjections, optimizer: torch.optim.Adam, step: int) -> None:
-    """Write the trainable parameters, Adam's moments and the step, each file replaced atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: p.detach().clone() for name, p in projections.named_parameters()}
-    for name, parameter in projections.named_parameters():
-        state = optimizer.state.get(parameter, {})
-        for moment in ("exp_avg", "exp_avg_sq"):
-            if moment in state:
-                tensors[f"adam.{name}.{moment}"] = state[moment]
-    adam_step = next((float(s["step"]) for s in optimizer.state.values() if "step" in s), 0.0)
-
-    tmp = directory / f".{CHECKPOINT_TENSORS}.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, directory / CHECKPOINT_TENSORS)
-    tmp = directory / f".{CHECKPOINT_STATE}.tmp"
-    tmp.write_text(json.dumps({"step": step, "adam_step": adam_step}))
-    os.replace(tmp, directory / CHECKPOINT_STATE)
-    logger.info("checkpoint at step %d in %s", step, directory)
-
-
-def _resume(directory: Path, projections: MatryoshkaProjections, optimizer: torch.optim.Adam) -> int:
-    if not (directory / CHECKPOINT_STATE).is_file():
-        return 0
-    state = json.loads((directory / CHECKPOINT_STATE).read_text())
-    tensors = load_file(str(directory / CHECKPOINT_TENSORS))
-    with torch.no_grad():
-        for name, parameter in projections.named_parameters():
-            parameter.copy_(tensors[name])
-            moments = {m: tensors[f"adam.{name}.{m}"] for m in ("exp_avg", "exp_avg_sq") if f"adam.{name}.{m}" in tensors}
-            if moments:
-                optimizer.state[parameter] = moments | {"step": torch.tensor(state["adam_step"])}
-    logger.info("resuming training at step %d from %s", state["step"], directory)
-    return int(state["step"])
 
 
 def config_dict(config: TrainConfig) -> dict:

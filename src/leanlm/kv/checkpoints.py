@@ -1,0 +1,62 @@
+"""Training checkpoints for fitted KV modules: parameters, Adam's moments and the step, resumable.
+
+Files are safetensors and JSON, each written to a temporary name and renamed, so an interrupted write
+leaves the previous checkpoint intact.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from leanlm.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+def save_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam, step: int) -> None:
+    """Write the trainable parameters, Adam's moments and the step, each file replaced atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: p.detach().clone() for name, p in module.named_parameters()}
+    for name, parameter in module.named_parameters():
+        state = optimizer.state.get(parameter, {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                tensors[f"adam.{name}.{moment}"] = state[moment]
+    adam_step = next((float(s["step"]) for s in optimizer.state.values() if "step" in s), 0.0)
+
+    tmp = directory / f".{CHECKPOINT_TENSORS}.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, directory / CHECKPOINT_TENSORS)
+    tmp = directory / f".{CHECKPOINT_STATE}.tmp"
+    tmp.write_text(json.dumps({"step": step, "adam_step": adam_step}))
+    os.replace(tmp, directory / CHECKPOINT_STATE)
+    logger.info("checkpoint at step %d in %s", step, directory)
+
+
+def resume_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam) -> int:
+    """Load the parameters and Adam's moments of the last checkpoint in `directory`; return its step (0: none)."""
+    if not (directory / CHECKPOINT_STATE).is_file():
+        return 0
+    state = json.loads((directory / CHECKPOINT_STATE).read_text())
+    tensors = load_file(str(directory / CHECKPOINT_TENSORS))
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            stored = tensors.get(name)
+            if stored is None or stored.shape != parameter.shape:
+                raise ArtifactError(
+                    f"the checkpoint in {directory} does not match this training run (parameter {name}); "
+                    "delete the directory to start over, or pass another output path"
+                )
+            parameter.copy_(stored)
+            moments = {m: tensors[f"adam.{name}.{m}"] for m in ("exp_avg", "exp_avg_sq") if f"adam.{name}.{m}" in tensors}
+            if moments:
+                optimizer.state[parameter] = moments | {"step": torch.tensor(state["adam_step"])}
+    logger.info("resuming training at step %d from %s", state["step"], directory)
+    return int(state["step"])
