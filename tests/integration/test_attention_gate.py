@@ -11,8 +11,8 @@ from .test_matryoshka import run_cli
 
 pytestmark = pytest.mark.integration
 
-# small enough for CI: 2 training steps on 128-token windows
-FIT_ARGS = ["--steps", "2", "--window-tokens", "128", "--calibration-windows", "3"]
+# small enough for CI: 2 training steps on 160-token windows
+FIT_ARGS = ["--steps", "2", "--window-tokens", "160", "--calibration-windows", "3"]
 PPL_ARGS = ["eval", "ppl", "--window", "320", "--context", "256", "--max-windows", "1"]
 
 

@@ -48,7 +48,8 @@ def ppl(
             )
 
     noun = "window" if result.windows == 1 else "windows"
-    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}")
+    cache_note = "" if result.kv_bytes is None else f"; KV cache after prefill: {result.kv_bytes / 2**20:.2f} MiB"
+    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}{cache_note}")
     details = {"model": model, "split": split, "window": window, "context": context, "kv": [str(path) for path in kv] if kv else None}
     write_json(json_path, result.to_dict() | details)
 

@@ -56,7 +56,7 @@ def gate(
     window_tokens: int = typer.Option(512, help="Calibration tokens per training window."),
     calibration_windows: int = typer.Option(32, help="Calibration windows (the last one is held out to score the gate)."),
     sinks: int = typer.Option(4, help="First tokens of a prompt that are always kept."),
-    window: int = typer.Option(32, help="Last tokens of a prompt that are always kept."),
+    window: int = typer.Option(64, help="Last tokens of a prompt that are always kept; every query sees this many recent tokens."),
     seed: int = typer.Option(0, help="Seed for the gates' initial weights."),
 ):
     """Train a gate per attention layer that picks the prompt tokens each KV head keeps.

@@ -21,7 +21,9 @@ from transformers.cache_utils import CacheLayerMixin
 
 from leanlm.runtime.token_eviction import KEEP_KWARG, KeepDecision
 
-GROWTH_TOKENS = 256  # decode grows the buffers by this many positions at a time
+# Decode grows a full buffer by a quarter of its capacity, at least MIN_GROWTH and at most MAX_GROWTH
+# positions: a short generation reserves little, and a long one copies its buffers rarely.
+MIN_GROWTH, MAX_GROWTH = 16, 256
 
 
 @dataclass
@@ -70,7 +72,7 @@ class ProjectedLayer(CacheLayerMixin):
     """One layer's projected keys and values, grown in place rather than concatenated every step.
 
     The prefill allocates exactly the tokens it brings, so the bytes after prefill equal the sum of the
-    ranks times the tokens. Decode then grows each buffer by `GROWTH_TOKENS` positions when it is full.
+    ranks times the tokens. Decode then grows each full buffer (see `MIN_GROWTH`) by one copy.
     """
 
     is_sliding = False
@@ -139,7 +141,7 @@ class ProjectedLayer(CacheLayerMixin):
         capacity = self.key_buffers[0].shape[1]
         if needed <= capacity:
             return
-        grown = max(needed, capacity + GROWTH_TOKENS)
+        grown = max(needed, capacity + min(max(capacity // 4, MIN_GROWTH), MAX_GROWTH))
         self.key_buffers = [_grow(buffer, grown, self.length) for buffer in self.key_buffers]
         self.value_buffers = [_grow(buffer, grown, self.length) for buffer in self.value_buffers]
 

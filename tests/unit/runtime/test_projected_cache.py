@@ -4,11 +4,12 @@ Uses the tiny Llama of this folder's conftest: 2 layers, 4 query heads sharing 2
 Shapes: B batch, T tokens, Hkv KV heads, D head dim, R rank of one head.
 """
 
+import pytest
 import torch
 
 from leanlm.runtime import SamplingConfig, generate, kv_cache_bytes
 from leanlm.runtime.kv_attention import kv_attention_enabled
-from leanlm.runtime.projected_cache import GROWTH_TOKENS, ProjectedCache, ProjectedLayer, project_heads
+from leanlm.runtime.projected_cache import MAX_GROWTH, MIN_GROWTH, ProjectedCache, ProjectedLayer, project_heads
 
 from .projections import random_projections
 
@@ -58,18 +59,18 @@ def test_prefill_buffers_per_head_width(model):
         assert value_shapes == [(2, 10, rank) for rank in VALUE_RANKS[layer_index]], f"values, layer {layer_index}"
 
 
-def test_decode_grows_by_growth_tokens(model):
+def test_decode_grows_by_min_growth(model):
     cache = ProjectedCache(random_projections(KEY_RANKS, VALUE_RANKS, seed=3))
     logits = prefill(model, cache, batch=2, tokens=10)
 
     logits = decode(model, cache, logits, steps=1)
     assert cache.get_seq_length() == 11
-    assert cache.nbytes() == expected_bytes(2, 10 + GROWTH_TOKENS)
-    assert kv_cache_bytes(cache) == expected_bytes(2, 10 + GROWTH_TOKENS)
+    assert cache.nbytes() == expected_bytes(2, 10 + MIN_GROWTH)
+    assert kv_cache_bytes(cache) == expected_bytes(2, 10 + MIN_GROWTH)
 
     decode(model, cache, logits, steps=3)
     assert cache.get_seq_length() == 14
-    assert cache.nbytes() == expected_bytes(2, 10 + GROWTH_TOKENS), "no second growth while capacity remains"
+    assert cache.nbytes() == expected_bytes(2, 10 + MIN_GROWTH), "no second growth while capacity remains"
 
 
 def test_generate_reports_projected_bytes(model, tokenizer):
@@ -80,7 +81,7 @@ def test_generate_reports_projected_bytes(model, tokenizer):
     with kv_attention_enabled(model):
         result = generate(model, tokenizer, prompts, config, cache=lambda _: ProjectedCache(projections))
 
-    assert result.kv_bytes == expected_bytes(2, 7 + GROWTH_TOKENS)
+    assert result.kv_bytes == expected_bytes(2, 7 + MIN_GROWTH)
 
 
 def test_growth_keeps_earlier_tokens():
@@ -96,7 +97,7 @@ def test_growth_keeps_earlier_tokens():
     new_values = torch.randn(2, 2, 1, HEAD_DIM, generator=generator)
     projected, _ = layer.update(new_keys, new_values)
 
-    assert layer.key_buffers[0].shape[1] == 5 + GROWTH_TOKENS
+    assert layer.key_buffers[0].shape[1] == 5 + MIN_GROWTH
     for index, (before, after) in enumerate(zip(stored, projected.keys + projected.values)):
         assert torch.equal(after[:, :5], before), f"buffer {index}"
     expected_new = project_heads(new_keys, projection.key_bases, projection.key_means)
@@ -125,3 +126,14 @@ def test_reset_releases_buffers(model):
 
     assert cache.get_seq_length() == 0
     assert cache.nbytes() == 0
+
+
+@pytest.mark.parametrize(("prefill_tokens", "growth"), [(40, MIN_GROWTH), (400, 100), (2000, MAX_GROWTH)])
+def test_growth_is_a_bounded_quarter(prefill_tokens, growth):
+    layer = ProjectedLayer(random_projections(KEY_RANKS, VALUE_RANKS, seed=7)[0])
+    shape = (1, 2, prefill_tokens, HEAD_DIM)  # [B, Hkv, T, D]
+    layer.update(torch.zeros(shape), torch.zeros(shape))
+
+    layer.update(torch.zeros(1, 2, 1, HEAD_DIM), torch.zeros(1, 2, 1, HEAD_DIM))
+
+    assert layer.key_buffers[0].shape[1] == prefill_tokens + growth

@@ -33,7 +33,7 @@ class GateFitConfig:
     calibration_windows: int = 32
     gate_dim: int = 16
     sinks: int = 4
-    window: int = 32
+    window: int = 64
     learning_rate: float = 1e-3
     eviction_weight: float = 10.0
     seed: int = 0

@@ -31,7 +31,7 @@ class AttentionGateKV:
     gates: AttentionGates
     evict: float
     sinks: int = 4
-    window: int = 32
+    window: int = 64
 
     def __post_init__(self) -> None:
         check_evict(self.evict)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.checkpoints import resume_checkpoint, save_checkpoint
+from leanlm.kv.training import frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.gate.module import AttentionGates
 from leanlm.runtime.keep_hooks import keep_decisions_enabled
 from leanlm.runtime.kv_attention import kv_attention_enabled
@@ -35,7 +35,7 @@ class GateTrainConfig:
     learning_rate: float = 1e-3
     eviction_weight: float = 10.0  # w in the loss above
     sinks: int = 4  # first tokens of a window that are always kept
-    window: int = 32  # recent tokens every query sees whatever their flags
+    window: int = 64  # recent tokens every query sees whatever their flags
     seed: int = 0
     checkpoint_every: int = 20
 
@@ -81,9 +81,7 @@ def train_gates(
         progress(start)
 
     stats = []
-    frozen = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
+    with frozen_model(model):
         for step in range(start, config.steps):
             window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
             loss, step_stats = gate_loss(model, gates, window, config)
@@ -95,9 +93,6 @@ def train_gates(
                 save_checkpoint(checkpoint_dir, gates, optimizer, step + 1)
             if progress:
                 progress(1)
-    finally:
-        for parameter, requires_grad in zip(model.parameters(), frozen):
-            parameter.requires_grad_(requires_grad)
     return stats
 
 

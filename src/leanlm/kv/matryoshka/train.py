@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.checkpoints import resume_checkpoint, save_checkpoint
+from leanlm.kv.training import frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
@@ -64,9 +64,7 @@ def train_projections(
         progress(start)
 
     losses = []
-    frozen = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
+    with frozen_model(model):
         for step in range(start, config.steps):
             window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
             plan = random_plan(projections, generator)
@@ -80,9 +78,6 @@ def train_projections(
                 save_checkpoint(checkpoint_dir, projections, optimizer, step + 1)
             if progress:
                 progress(1)
-    finally:
-        for parameter, requires_grad in zip(model.parameters(), frozen):
-            parameter.requires_grad_(requires_grad)
     return losses
 
 

@@ -1,12 +1,14 @@
-"""Training checkpoints for fitted KV modules: parameters, Adam's moments and the step, resumable.
+"""Pieces every KV-module training shares: a frozen base model, and resumable checkpoints.
 
-Files are safetensors and JSON, each written to a temporary name and renamed, so an interrupted write
-leaves the previous checkpoint intact.
+Checkpoints hold the parameters, Adam's moments and the step. Files are safetensors and JSON, each written
+to a temporary name and renamed, so an interrupted write leaves the previous checkpoint intact.
 """
 
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,6 +20,18 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
+
+
+@contextmanager
+def frozen_model(model: torch.nn.Module) -> Iterator[None]:
+    """Turn off gradients of every model parameter inside the block, then restore each one's setting."""
+    previous = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, requires_grad in zip(model.parameters(), previous):
+            parameter.requires_grad_(requires_grad)
 
 
 def save_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam, step: int) -> None:
