@@ -40,8 +40,13 @@ def save_artifact(
     tensors: dict[str, dict[str, torch.Tensor]],
     report: dict,
 ) -> Path:
-    """Write an artifact directory atomically, replacing any artifact already at `directory`."""
+    """Write an artifact directory atomically, replacing any artifact already at `directory`.
+
+    Anything else at `directory` (a file, or a directory that is not a leanlm artifact) is left alone and
+    raises `ArtifactError`.
+    """
     directory = Path(directory)
+    check_replaceable(directory)
     tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
     header = {"kind": kind, "leanlm_version": __version__, "base_model": base_model, "base_fingerprint": base_fingerprint}
     try:
@@ -64,6 +69,23 @@ def save_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArtifactError(f"cannot write the artifact to {directory} ({err.strerror}); choose a writable path") from err
     return directory
+
+
+def check_replaceable(directory: Path) -> None:
+    """Raise `ArtifactError` unless `directory` is free or contains a leanlm artifact that may be replaced."""
+    directory = Path(directory)
+    if not directory.exists() and not directory.is_symlink():
+        return
+    if directory.is_dir() and not directory.is_symlink():
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            config = None
+        if isinstance(config, dict) and "kind" in config:
+            return
+    raise ArtifactError(
+        f"{directory} already exists and is not a leanlm artifact, so it would be replaced; choose a new path"
+    )
 
 
 def load_artifact(directory: Path, *, kinds: tuple[str, ...], base_fingerprint: str | None = None) -> Artifact:

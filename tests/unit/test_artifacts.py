@@ -81,3 +81,32 @@ def test_unwritable_target_rejected_without_leftovers(tmp_path):
     with pytest.raises(ArtifactError, match="cannot write the artifact"):
         save_sample(blocker / "art")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_save_refuses_existing_file(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+
+    with pytest.raises(ArtifactError, match="not a leanlm artifact"):
+        save_artifact(target, kind="k", base_model="m", base_fingerprint="f", config={}, tensors={}, report={})
+
+    assert target.read_text() == "keep me"
+
+
+def test_save_refuses_other_directory(tmp_path):
+    target = tmp_path / "src"
+    target.mkdir()
+    (target / "code.py").write_text("x = 1")
+
+    with pytest.raises(ArtifactError, match="not a leanlm artifact"):
+        save_artifact(target, kind="k", base_model="m", base_fingerprint="f", config={}, tensors={}, report={})
+
+    assert (target / "code.py").read_text() == "x = 1"
+
+
+def test_save_replaces_earlier_artifact(tmp_path):
+    target = tmp_path / "artifact"
+    save_artifact(target, kind="k", base_model="m", base_fingerprint="f", config={"version": 1}, tensors={}, report={})
+    save_artifact(target, kind="k", base_model="m", base_fingerprint="f", config={"version": 2}, tensors={}, report={})
+
+    assert json.loads((target / "config.json").read_text())["version"] == 2

@@ -28,10 +28,12 @@ def matryoshka(
 
     Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
     """
+    from leanlm.artifacts import check_replaceable
     from leanlm.kv.matryoshka.fit import FitConfig, fit_matryoshka
     from leanlm.kv.matryoshka.method import save_matryoshka
 
     check_output_path(out, "--out")
+    check_replaceable(out)
     config = FitConfig(
         budget=budget, steps=steps, search=not uniform, window=window,
         calibration_windows=calibration_windows, search_rounds=search_rounds, seed=seed,
@@ -63,11 +65,13 @@ def gate(
 
     Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
     """
+    from leanlm.artifacts import check_replaceable
     from leanlm.eval import continuation_perplexity
     from leanlm.kv.gate.fit import GateFitConfig, fit_gate
     from leanlm.kv.gate.method import save_gate
 
     check_output_path(out, "--out")
+    check_replaceable(out)
     config = GateFitConfig(
         evict=evict, steps=steps, window_tokens=window_tokens, calibration_windows=calibration_windows,
         sinks=sinks, window=window, seed=seed,

@@ -96,3 +96,14 @@ def test_unwritable_fit_output_before_run(capsys, tmp_path):
     line = error_line(err)
     assert code == 2
     assert "cannot write --out" in line
+
+
+@pytest.mark.parametrize("method", ["matryoshka", "gate"])
+def test_fit_output_is_existing_file(capsys, tmp_path, method):
+    existing = tmp_path / "README.md"
+    existing.write_text("a user's file")
+    code, err = run_cli(capsys, "kv", "fit", method, "--out", str(existing))
+    line = error_line(err)
+    assert code == 2
+    assert "already exists and is not a leanlm artifact" in line
+    assert existing.read_text() == "a user's file"
