@@ -58,6 +58,7 @@ def save_artifact(
         for stem, named in tensors.items():
             named = {name: t.detach().contiguous().cpu() for name, t in named.items()}
             save_file(named, str(tmp / f"{stem}.safetensors"))
+            _match_json_mode(tmp / f"{stem}.safetensors", tmp / CONFIG_FILE)
 
         # swap in the new directory; the old one, if any, is removed only after the rename succeeded
         old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
@@ -69,6 +70,11 @@ def save_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArtifactError(f"cannot write the artifact to {directory} ({err.strerror}); choose a writable path") from err
     return directory
+
+
+def _match_json_mode(path: Path, reference: Path) -> None:
+    """Give `path` the permissions of `reference`, because safetensors writes files readable by the owner only."""
+    os.chmod(path, reference.stat().st_mode & 0o777)
 
 
 def check_replaceable(directory: Path) -> None:

@@ -48,8 +48,15 @@ def ppl(
             )
 
     noun = "window" if result.windows == 1 else "windows"
-    cache_note = "" if result.kv_bytes is None else f"; KV cache after prefill: {result.kv_bytes / 2**20:.2f} MiB"
-    console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}{cache_note}")
+    if result.kv_bytes is None:
+        console.print(f"perplexity {result.ppl:.3f} over {result.tokens:,} tokens in {result.windows} {noun}")
+    else:
+        cache_name = "full cache" if not kv else "cache of " + " + ".join(str(path) for path in kv)
+        console.print(
+            f"continuation perplexity {result.ppl:.3f} over {result.tokens:,} tokens after {context} context tokens "
+            f"in {result.windows} {noun}; {cache_name} after prefill: {result.kv_bytes / 2**20:.2f} MiB",
+            highlight=False,
+        )
     details = {"model": model, "split": split, "window": window, "context": context, "kv": [str(path) for path in kv] if kv else None}
     write_json(json_path, result.to_dict() | details)
 

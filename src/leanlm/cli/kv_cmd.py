@@ -21,7 +21,9 @@ def matryoshka(
     uniform: bool = typer.Option(False, "--uniform", help="Give every head the same rank instead of searching."),
     window: int = typer.Option(256, help="Calibration tokens per window."),
     calibration_windows: int = typer.Option(32, help="Calibration windows (the last one scores the rank search)."),
-    search_rounds: int = typer.Option(10, help="Rounds of the greedy rank search."),
+    search_rounds: int = typer.Option(
+        10, help="Rounds of the greedy rank search; each round scores one trial per layer, KV head and keys/values."
+    ),
     seed: int = typer.Option(0, help="Seed for the ranks drawn in training."),
 ):
     """PCA-initialised orthogonal projections, Matryoshka training, rank search under the budget.
@@ -92,7 +94,8 @@ def gate(
     }
     save_gate(out, method, loaded, report)
     console.print(
-        f"wrote {out}: evicts {evict:.2f} of prompt tokens; held-out perplexity {gated.ppl:.3f} "
-        f"(full cache {full.ppl:.3f}), KV bytes {gated.kv_bytes:,} (full cache {full.kv_bytes:,})",
+        f"wrote {out}: eviction ratio {evict:.2f}. Held-out text, {context} context tokens: perplexity "
+        f"{gated.ppl:.3f} (full cache {full.ppl:.3f}), KV bytes {gated.kv_bytes:,} = "
+        f"{gated.kv_bytes / full.kv_bytes:.3f} of the full cache's {full.kv_bytes:,}",
         highlight=False,
     )

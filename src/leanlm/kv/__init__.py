@@ -35,14 +35,15 @@ def load_kv(paths: Sequence[Path] | Path, loaded):
 
     loaders = {MATRYOSHKA: load_matryoshka, GATE: load_gate}
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
-    methods = {}
+    methods, paths_by_kind = {}, {}
     for path in paths:
         kind = _kind(path)
         if kind not in loaders:
             raise ArtifactError(f"{path} contains a {kind!r} artifact, which is not a KV method; supported: {', '.join(loaders)}")
         if kind in methods:
-            raise ArtifactError(f"two {kind} artifacts given ({path} and another); pass at most one of each kind")
+            raise ArtifactError(f"two {kind} artifacts given ({paths_by_kind[kind]} and {path}); pass at most one of each kind")
         methods[kind] = loaders[kind](path, loaded)
+        paths_by_kind[kind] = path
 
     if len(methods) == 1:
         return next(iter(methods.values()))
@@ -50,6 +51,9 @@ def load_kv(paths: Sequence[Path] | Path, loaded):
 
 
 def _kind(path: Path) -> str | None:
+    if not path.is_dir():
+        problem = "not found" if not path.exists() else "not a directory"
+        raise ArtifactError(f"KV artifact {path}: {problem}; pass a directory written by `leanlm kv fit`")
     try:
         return json.loads((path / "config.json").read_text()).get("kind")
     except (OSError, json.JSONDecodeError, AttributeError) as err:

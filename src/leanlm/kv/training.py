@@ -7,7 +7,7 @@ to a temporary name and renamed, so an interrupted write leaves the previous che
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,8 +34,11 @@ def frozen_model(model: torch.nn.Module) -> Iterator[None]:
             parameter.requires_grad_(requires_grad)
 
 
-def save_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam, step: int) -> None:
-    """Write the trainable parameters, Adam's moments and the step, each file replaced atomically."""
+def save_checkpoint(
+    directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam, step: int, history: list | None = None
+) -> None:
+    """Write the trainable parameters, Adam's moments, the step and the per-step figures so far (JSON-ready),
+    each file replaced atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: p.detach().clone() for name, p in module.named_parameters()}
     for name, parameter in module.named_parameters():
@@ -49,15 +52,16 @@ def save_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.o
     save_file(tensors, str(tmp))
     os.replace(tmp, directory / CHECKPOINT_TENSORS)
     tmp = directory / f".{CHECKPOINT_STATE}.tmp"
-    tmp.write_text(json.dumps({"step": step, "adam_step": adam_step}))
+    tmp.write_text(json.dumps({"step": step, "adam_step": adam_step, "history": history or []}))
     os.replace(tmp, directory / CHECKPOINT_STATE)
     logger.info("checkpoint at step %d in %s", step, directory)
 
 
-def resume_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam) -> int:
-    """Load the parameters and Adam's moments of the last checkpoint in `directory`; return its step (0: none)."""
+def resume_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam) -> tuple[int, list]:
+    """Load the parameters and Adam's moments of the last checkpoint in `directory`; return its step and its
+    per-step figures (0 and [] when there is none)."""
     if not (directory / CHECKPOINT_STATE).is_file():
-        return 0
+        return 0, []
     state = json.loads((directory / CHECKPOINT_STATE).read_text())
     tensors = load_file(str(directory / CHECKPOINT_TENSORS))
     with torch.no_grad():
@@ -73,4 +77,14 @@ def resume_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch
             if moments:
                 optimizer.state[parameter] = moments | {"step": torch.tensor(state["adam_step"])}
     logger.info("resuming training at step %d from %s", state["step"], directory)
-    return int(state["step"])
+    return int(state["step"]), list(state.get("history", []))
+
+
+@contextmanager
+def checkpoint_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
+    """Call `save` when the block is interrupted (Ctrl-C), then let the interrupt go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save()
+        raise

@@ -89,8 +89,11 @@ def test_load_kv_rejects_two_gates(tmp_path, model, loaded):
     first = save_gate(tmp_path / "a", gate_method(model), loaded, {})
     second = save_gate(tmp_path / "b", gate_method(model), loaded, {})
 
-    with pytest.raises(ArtifactError, match="at most one of each kind"):
+    with pytest.raises(ArtifactError, match="at most one of each kind") as error:
         load_kv([first, second], loaded)
+
+    assert str(first) in str(error.value)
+    assert str(second) in str(error.value)
 
 
 def test_combined_bytes_multiply(model, pca):
@@ -126,3 +129,14 @@ def test_combined_low_rank_changes_output(model, pca):
     observed, _ = run(combined, model, prompt_ids(seed=4))
 
     assert not torch.allclose(observed, expected, atol=1e-3)
+
+
+def test_load_kv_missing_path(tmp_path, loaded):
+    with pytest.raises(ArtifactError, match="not found"):
+        load_kv([tmp_path / "nope"], loaded)
+
+
+def test_saved_weights_readable_like_config(tmp_path, model, loaded):
+    path = save_gate(tmp_path / "gate", gate_method(model), loaded, {})
+
+    assert (path / "gates.safetensors").stat().st_mode & 0o777 == (path / "config.json").stat().st_mode & 0o777

@@ -1,5 +1,7 @@
 """Training of the gates on a tiny Llama: the eviction term, the steps, checkpoints and resume."""
 
+import json
+
 import pytest
 import torch
 
@@ -88,3 +90,24 @@ def test_resume_rejects_other_checkpoint(model, windows, tmp_path):
 def test_config_rejects_bad_eviction_ratio(evict):
     with pytest.raises(InvalidArgumentError, match="eviction ratio"):
         GateTrainConfig(evict=evict)
+
+
+def test_interrupt_saves_checkpoint_and_resume_keeps_history(model, windows, tmp_path):
+    config = GateTrainConfig(steps=STEPS, sinks=1, window=2, checkpoint_every=20)
+    done = []
+
+    def interrupt_after_three(n: int) -> None:
+        done.append(n)
+        if len(done) == 3:
+            raise KeyboardInterrupt
+
+    gates = build_gates(model)
+    with pytest.raises(KeyboardInterrupt):
+        train_gates(model, gates, windows, config, checkpoint_dir=tmp_path, progress=interrupt_after_three)
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["step"] == 3
+    assert len(state["history"]) == 3
+
+    stats = train_gates(model, gates, windows, config, checkpoint_dir=tmp_path)
+    assert len(stats) == STEPS
+    assert stats[0].cross_entropy == state["history"][0]["cross_entropy"]

@@ -88,7 +88,8 @@ def fit_gate(
         "train_cross_entropy_last": sum(s.cross_entropy for s in last) / len(last) if last else None,
         "train_keep_rate_last": sum(s.keep_rate for s in last) / len(last) if last else None,
     }
-    logger.info("Attention-Gate fitted: keep rate %s in the last steps", report["train_keep_rate_last"])
+    if last:
+        logger.info("Attention-Gate fitted: keep rate %.3f over the last %d steps", report["train_keep_rate_last"], len(last))
     return method, report, held_out
 
 

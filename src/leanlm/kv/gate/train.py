@@ -11,7 +11,7 @@ Shapes: N windows, T tokens, Hkv KV heads.
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.training import frozen_model, resume_checkpoint, save_checkpoint
+from leanlm.kv.training import checkpoint_on_interrupt, frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.gate.module import AttentionGates
 from leanlm.runtime.keep_hooks import keep_decisions_enabled
 from leanlm.runtime.kv_attention import kv_attention_enabled
@@ -74,14 +74,21 @@ def train_gates(
     checkpoint_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[StepStats]:
-    """Train the gates on calibration windows [N, T]; return each step's figures."""
+    """Train the gates on calibration windows [N, T]; return each step's figures, resumed ones included.
+
+    A checkpoint is written every `checkpoint_every` steps, at the end, and when Ctrl-C interrupts a step.
+    """
     optimizer = torch.optim.Adam(gates.parameters(), lr=config.learning_rate)
-    start = resume_checkpoint(checkpoint_dir, gates, optimizer) if checkpoint_dir else 0
+    start, history = resume_checkpoint(checkpoint_dir, gates, optimizer) if checkpoint_dir else (0, [])
+    stats = [StepStats(**row) for row in history]
     if progress and start:
         progress(start)
 
-    stats = []
-    with frozen_model(model):
+    def save() -> None:
+        if checkpoint_dir:
+            save_checkpoint(checkpoint_dir, gates, optimizer, len(stats), [asdict(s) for s in stats])
+
+    with frozen_model(model), checkpoint_on_interrupt(save):
         for step in range(start, config.steps):
             window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
             loss, step_stats = gate_loss(model, gates, window, config)
@@ -89,8 +96,8 @@ def train_gates(
             loss.backward()
             optimizer.step()
             stats.append(step_stats)
-            if checkpoint_dir and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                save_checkpoint(checkpoint_dir, gates, optimizer, step + 1)
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save()
             if progress:
                 progress(1)
     return stats

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.training import frozen_model, resume_checkpoint, save_checkpoint
+from leanlm.kv.training import checkpoint_on_interrupt, frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
@@ -56,15 +56,22 @@ def train_projections(
     checkpoint_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Train the projections' Cayley parameters on calibration windows [N, T]; return the loss per step."""
+    """Train the projections' Cayley parameters on calibration windows [N, T]; return the loss per step,
+    resumed steps included.
+
+    A checkpoint is written every `checkpoint_every` steps, at the end, and when Ctrl-C interrupts a step.
+    """
     optimizer = torch.optim.Adam(projections.parameters(), lr=config.learning_rate)
-    start = resume_checkpoint(checkpoint_dir, projections, optimizer) if checkpoint_dir else 0
+    start, losses = resume_checkpoint(checkpoint_dir, projections, optimizer) if checkpoint_dir else (0, [])
     generator = torch.Generator().manual_seed(config.seed + start)
     if progress and start:
         progress(start)
 
-    losses = []
-    with frozen_model(model):
+    def save() -> None:
+        if checkpoint_dir:
+            save_checkpoint(checkpoint_dir, projections, optimizer, len(losses), losses)
+
+    with frozen_model(model), checkpoint_on_interrupt(save):
         for step in range(start, config.steps):
             window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
             plan = random_plan(projections, generator)
@@ -74,8 +81,8 @@ def train_projections(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            if checkpoint_dir and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                save_checkpoint(checkpoint_dir, projections, optimizer, step + 1)
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save()
             if progress:
                 progress(1)
     return losses
