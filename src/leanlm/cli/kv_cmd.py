@@ -57,10 +57,10 @@ def gate(
     evict: float = typer.Option(0.5, help="Fraction of prompt tokens each layer evicts from the cache, in [0, 1)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Registry name, .gguf file, local directory or hub id."),
     steps: int = typer.Option(200, help="Training steps (one calibration window each); 0 keeps the random gates."),
-    window_tokens: int = typer.Option(512, help="Calibration tokens per training window."),
+    window: int = typer.Option(512, help="Calibration tokens per training window."),
     calibration_windows: int = typer.Option(32, help="Calibration windows (the last one is held out to score the gate)."),
     sinks: int = typer.Option(4, help="First tokens of a prompt that are always kept."),
-    window: int = typer.Option(64, help="Last tokens of a prompt that are always kept; every query sees this many recent tokens."),
+    recent: int = typer.Option(64, help="Last tokens of a prompt that are always kept; every query sees this many recent tokens."),
     seed: int = typer.Option(0, help="Seed for the gates' initial weights."),
 ):
     """Train a gate per attention layer that picks the prompt tokens each KV head keeps.
@@ -75,8 +75,8 @@ def gate(
     check_output_path(out, "--out")
     check_replaceable(out)
     config = GateFitConfig(
-        evict=evict, steps=steps, window_tokens=window_tokens, calibration_windows=calibration_windows,
-        sinks=sinks, window=window, seed=seed,
+        evict=evict, steps=steps, window=window, calibration_windows=calibration_windows,
+        sinks=sinks, recent=recent, seed=seed,
     )
     loaded = load_with_status(model)
     checkpoint_dir = out.with_name(out.name + ".checkpoint")

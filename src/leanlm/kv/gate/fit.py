@@ -29,11 +29,11 @@ StageProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None
 class GateFitConfig:
     evict: float = 0.5
     steps: int = 200
-    window_tokens: int = 512  # calibration tokens per training window
+    window: int = 512  # calibration tokens per training window, as in MatryoshkaKV's FitConfig
     calibration_windows: int = 32
     gate_dim: int = 16
     sinks: int = 4
-    window: int = 64
+    recent: int = 64  # the gate's recent window: last prompt tokens always kept
     learning_rate: float = 1e-3
     eviction_weight: float = 10.0
     seed: int = 0
@@ -43,17 +43,18 @@ class GateFitConfig:
             raise InvalidArgumentError(f"calibration_windows must be at least 2, got {self.calibration_windows}")
         if self.gate_dim < 1:
             raise InvalidArgumentError(f"gate_dim must be a positive integer, got {self.gate_dim}")
-        if self.window_tokens < 2 * (self.sinks + self.window):
+        if self.window < 2 * (self.sinks + self.recent):
             raise InvalidArgumentError(
-                f"window_tokens={self.window_tokens} leaves nothing to evict after {self.sinks} sink and "
-                f"{self.window} recent tokens; use at least {2 * (self.sinks + self.window)}"
+                f"calibration windows of {self.window} tokens are too short to train eviction: half of them must "
+                f"hold the {self.sinks} sink and {self.recent} recent tokens that are always kept; use at least "
+                f"{2 * (self.sinks + self.recent)} tokens"
             )
         self.train_config()  # validates the training fields
 
     def train_config(self) -> GateTrainConfig:
         return GateTrainConfig(
             evict=self.evict, steps=self.steps, learning_rate=self.learning_rate, eviction_weight=self.eviction_weight,
-            sinks=self.sinks, window=self.window, seed=self.seed,
+            sinks=self.sinks, window=self.recent, seed=self.seed,
         )
 
 
@@ -63,7 +64,7 @@ def fit_gate(
     """Train gates for `config.evict`; return the method, its report and the held-out window [1, T]."""
     stage = stage or _silent_stage
     model = loaded.model
-    windows = token_windows(loaded.tokenizer, "calibration", config.window_tokens, config.calibration_windows)
+    windows = token_windows(loaded.tokenizer, "calibration", config.window, config.calibration_windows)
     fit_windows, held_out = windows[:-1], windows[-1:]
 
     model_config = model.config
@@ -78,7 +79,7 @@ def fit_gate(
         with stage("training", config.steps) as advance:
             stats = train_gates(model, gates, fit_windows, config.train_config(), checkpoint_dir=checkpoint_dir, progress=advance)
     gates.requires_grad_(False)
-    method = AttentionGateKV(gates=gates, evict=config.evict, sinks=config.sinks, window=config.window)
+    method = AttentionGateKV(gates=gates, evict=config.evict, sinks=config.sinks, window=config.recent)
 
     last = stats[-10:]
     report = {
