@@ -21,7 +21,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from leanlm.errors import InvalidArgumentError
 from leanlm.runtime.projected_attention import projected_attention
 from leanlm.runtime.projected_cache import ProjectedKV
-from leanlm.runtime.token_eviction import KEEP_KWARG, KeepDecision, evicted_mask, visibility
+from leanlm.runtime.token_eviction import KEEP_KWARG, KeepDecision, evicted_mask, visibility, visible_mask
 
 KV_ATTENTION = "leanlm_kv"
 
@@ -57,7 +57,7 @@ def kv_attention_forward(
 def _resolve_mask(kv: ProjectedKV, attention_mask, decision: KeepDecision | None, query_tokens: int):
     """Return (boolean mask [B, 1 or Hkv, Tq, S] or None, is_causal) for this call."""
     if decision is not None:  # prefill that evicts: causal and padding, then the gate's visibility
-        seen = visibility(decision.flags, decision.window) > 0  # [B, Hkv, T, T]
+        seen = visible_mask(decision.flags, decision.window)  # [B, Hkv, T, T]
         return (seen if attention_mask is None else seen & attention_mask), False
     if kv.slot_valid is not None:  # after eviction transformers' mask no longer lines up with the slots
         new_tokens = kv.keys[0].shape[1] - kv.slot_valid.shape[1]

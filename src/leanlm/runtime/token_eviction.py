@@ -74,13 +74,23 @@ def select_kept(
 def visibility(flags: torch.Tensor, window: int) -> torch.Tensor:
     """Return how much each prompt query sees of each prompt key, [B, Hkv, T, T]: causal, and within the
     window or kept. Values are the flags themselves, so a straight-through gradient reaches them."""
-    T = flags.shape[-1]
-    query = torch.arange(T, device=flags.device)[:, None]
-    key = torch.arange(T, device=flags.device)[None, :]
-    causal = key <= query  # [T, T]
-    recent = causal & (query - key < window)
+    causal, recent = _causal_and_recent(flags.shape[-1], window, flags.device)
     seen = torch.where(recent, torch.ones_like(flags[:, :, None, :]), flags[:, :, None, :])  # [B, Hkv, T, T]
     return seen * causal
+
+
+def visible_mask(flags: torch.Tensor, window: int) -> torch.Tensor:
+    """Return the boolean form of `visibility`, [B, Hkv, T, T], without building a float tensor of that size."""
+    causal, recent = _causal_and_recent(flags.shape[-1], window, flags.device)
+    return recent | (causal & (flags[:, :, None, :] > 0))  # [B, Hkv, T, T]
+
+
+def _causal_and_recent(tokens: int, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the causal mask [T, T] and its part within `window` tokens of each query (itself included)."""
+    query = torch.arange(tokens, device=device)[:, None]
+    key = torch.arange(tokens, device=device)[None, :]
+    causal = key <= query
+    return causal, causal & (query - key < window)
 
 
 def evicted_mask(slot_valid: torch.Tensor, new_tokens: int, query_tokens: int) -> torch.Tensor:

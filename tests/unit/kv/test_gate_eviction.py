@@ -152,3 +152,11 @@ class _Tokenizer:
 
     def decode(self, tokens, **kwargs) -> str:
         return " ".join(str(t) for t in tokens)
+
+
+def test_visible_mask_matches_visibility():
+    from leanlm.runtime.token_eviction import visibility, visible_mask
+
+    flags = (torch.rand(2, 3, 12, generator=torch.Generator().manual_seed(9)) > 0.5).float()  # [B, Hkv, T]
+
+    assert torch.equal(visible_mask(flags, window=3), visibility(flags, window=3) > 0)
