@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from leanlm.data import token_windows
+from leanlm.errors import InvalidArgumentError
 from leanlm.eval import PasskeyConfig, continuation_perplexity, passkey_accuracy
 from leanlm.eval.passkey import build_prompts
 from leanlm.home import leanlm_home
@@ -70,6 +71,14 @@ class KVBenchConfig:
     combined: tuple[tuple[float, float], ...] = ((0.5, 0.5), (0.25, 0.5))  # (gate eviction ratio, MatryoshkaKV budget)
     presses: tuple[str, ...] = ("snapkv", "knorm", "streaming-llm", "expected-attention", "observed-attention")
 
+    def __post_init__(self) -> None:
+        missing = sorted({budget for _, budget in self.combined if budget not in self.budgets})
+        if missing:
+            raise InvalidArgumentError(
+                f"combined caches use MatryoshkaKV budgets {missing}, which are not among the benchmark's budgets "
+                f"{list(self.budgets)}; add them to budgets"
+            )
+
 
 @dataclass
 class KVBenchRow:
@@ -99,25 +108,8 @@ def bench_kv(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress | 
     pca, trained, plans = _fit_variants(loaded, config, stage)
 
     methods = [_Method("full", 1.0, None)]
-    for budget in config.budgets:
-        for name, projections, plan in (
-            ("pca-uniform", pca, uniform_plan(*pca.shape, budget)),
-            ("matryoshka-uniform", trained, uniform_plan(*trained.shape, budget)),
-            ("matryoshka-searched", trained, plans[budget]),
-        ):
-            method = MatryoshkaKV(projections=projections, plan=plan)
-            methods.append(_Method(name, budget, method.cache, lambda m=method: m.enabled(loaded.model)))
-
-    gate = _gate(loaded, config, stage)
-    for evict in config.gate_evictions:
-        method = AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window)
-        methods.append(_Method("attention-gate", round(1 - evict, 6), method.cache, lambda m=method: m.enabled(loaded.model), 1 - evict))
-    for evict, budget in config.combined:
-        method = GatedMatryoshkaKV(
-            gate=AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window),
-            matryoshka=MatryoshkaKV(projections=trained, plan=plans[budget]),
-        )
-        methods.append(_Method("gate+matryoshka", round((1 - evict) * budget, 6), method.cache, lambda m=method: m.enabled(loaded.model), 1 - evict))
+    methods += _matryoshka_methods(loaded, config, pca, trained, plans)
+    methods += _gate_methods(loaded, config, _gate(loaded, config, stage), trained, plans)
 
     windows = token_windows(loaded.tokenizer, "evaluation", config.context + config.scored, config.windows)
     passkey = PasskeyConfig(lengths=config.passkey_lengths, depths=config.passkey_depths, trials=config.passkey_trials)
@@ -151,6 +143,34 @@ def _fit_variants(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgre
         plans = search_ranks(KLScorer(model, trained, held_out), L, H, D, budgets, rounds=config.search_rounds, progress=advance)
     plans[1.0] = uniform_plan(L, H, D, 1.0)
     return pca, trained, plans
+
+
+def _method(name: str, budget: float, kv, loaded: LoadedModel, keep: float = 1.0) -> _Method:
+    return _Method(name, round(budget, 6), kv.cache, lambda: kv.enabled(loaded.model), keep)
+
+
+def _matryoshka_methods(loaded: LoadedModel, config: KVBenchConfig, pca, trained, plans) -> list[_Method]:
+    methods = []
+    for budget in config.budgets:
+        for name, projections, plan in (
+            ("pca-uniform", pca, uniform_plan(*pca.shape, budget)),
+            ("matryoshka-uniform", trained, uniform_plan(*trained.shape, budget)),
+            ("matryoshka-searched", trained, plans[budget]),
+        ):
+            methods.append(_method(name, budget, MatryoshkaKV(projections=projections, plan=plan), loaded))
+    return methods
+
+
+def _gate_methods(loaded: LoadedModel, config: KVBenchConfig, gate: AttentionGateKV, trained, plans) -> list[_Method]:
+    """The gate at each eviction ratio, then the gate combined with searched MatryoshkaKV ranks."""
+    def at(evict: float) -> AttentionGateKV:
+        return AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window)
+
+    methods = [_method("attention-gate", 1 - evict, at(evict), loaded, 1 - evict) for evict in config.gate_evictions]
+    for evict, budget in config.combined:
+        combined = GatedMatryoshkaKV(gate=at(evict), matryoshka=MatryoshkaKV(projections=trained, plan=plans[budget]))
+        methods.append(_method("gate+matryoshka", (1 - evict) * budget, combined, loaded, 1 - evict))
+    return methods
 
 
 def _gate(loaded: LoadedModel, config: KVBenchConfig, stage: StageProgress) -> AttentionGateKV:
