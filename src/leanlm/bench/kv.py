@@ -162,7 +162,7 @@ def _matryoshka_methods(loaded: LoadedModel, config: KVBenchConfig, pca, trained
 
 
 def _gate_methods(loaded: LoadedModel, config: KVBenchConfig, gate: AttentionGateKV, trained, plans) -> list[_Method]:
-    """The gate at each eviction ratio, then the gate combined with searched MatryoshkaKV ranks."""
+    """Return the gate at each eviction ratio, then the gate combined with searched MatryoshkaKV ranks."""
     def at(evict: float) -> AttentionGateKV:
         return AttentionGateKV(gates=gate.gates, evict=evict, sinks=gate.sinks, window=gate.window)
 
