@@ -1,0 +1,1 @@
+"""SIFT: grounded reasoning with stickers."""
