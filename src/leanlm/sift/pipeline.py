@@ -1,0 +1,212 @@
+"""The SIFT stages over a set of questions, batched per stage over the items still open.
+
+1. Sticker: the model rewrites the question as a sticker (numbered conditions and one question line).
+   Consensus: predict from the sticker alone and from question + sticker; equal answers resolve the item.
+2. Forward optimisation: the model fixes the sticker against the question; consensus again.
+3. Inverse generation: the model writes a sticker back from stage 2's question + sticker reasoning, then
+   fixes it against the question; consensus again.
+4. Fallback: an item no stage resolves is answered from the question alone (zero-shot chain of thought).
+
+Items are tracked by id. Every call's input and output tokens are added to its item. Each finished item is
+appended to a JSONL file at once, so an interrupted run resumes without redoing finished items (open items
+start again from stage 1).
+"""
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from leanlm.errors import DataSourceError, InvalidArgumentError
+from leanlm.runtime.backends import ChatBackend, ChatRequest
+from leanlm.sift import prompts
+from leanlm.sift.answers import answers_equal, extract_answer
+from leanlm.sift.sticker import extract_sticker
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("stage1", "stage2", "stage3")
+FALLBACK = "fallback"
+
+
+@dataclass
+class SiftItem:
+    id: str
+    question: str
+    gold: str | None = None  # reference answer, for grading only
+
+
+@dataclass
+class SiftConfig:
+    max_new_tokens: int = 512  # per prediction
+    sticker_tokens: int = 256  # per sticker
+    temperature: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.sticker_tokens < 1:
+            raise InvalidArgumentError(
+                "max_new_tokens and sticker_tokens must be positive, "
+                f"got {self.max_new_tokens} and {self.sticker_tokens}"
+            )
+
+
+@dataclass
+class ItemRecord:
+    """Everything SIFT did for one item: the JSONL record of a finished item."""
+
+    id: str
+    question: str
+    gold: str | None
+    stickers: dict[str, str | None] = field(default_factory=dict)  # stage -> sticker (None: no sticker block)
+    # stage -> {"sticker": answer from the sticker alone, "question_and_sticker": answer from both}
+    predictions: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    reasoning: dict[str, str] = field(default_factory=dict)  # stage -> the question + sticker reply
+    stage: str | None = None  # the stage that resolved the item, or "fallback"
+    answer: str | None = None
+    correct: bool | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+
+class Sift:
+    """Run SIFT with a chat backend; see the module docstring for the stages."""
+
+    def __init__(self, backend: ChatBackend, config: SiftConfig | None = None):
+        self.backend = backend
+        self.config = config or SiftConfig()
+
+    def run(
+        self, items: Sequence[SiftItem], out: Path | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[ItemRecord]:
+        """Answer every item; append each finished record to `out` (JSONL) and skip items already there."""
+        _check_ids(items)
+        finished = read_records(out) if out is not None else {}
+        records = [ItemRecord(item.id, item.question, item.gold) for item in items if item.id not in finished]
+        if progress and finished:
+            progress(len(items) - len(records))
+        logger.info("SIFT: %d items, %d already finished", len(items), len(items) - len(records))
+
+        def finish(done: list[ItemRecord]) -> None:
+            _append(out, done)
+            if progress:
+                progress(len(done))
+
+        # stage 1: a sticker from the question
+        self._stickers(records, prompts.STICKER, "stage1", _fields)
+        finish(self._consensus(records, "stage1"))
+
+        # stage 2: the sticker fixed against the question
+        open_ = _open(records)
+        self._stickers(open_, prompts.REFINE_STICKER, "stage2", lambda r: _fields(r, sticker=r.stickers["stage1"]))
+        finish(self._consensus(open_, "stage2"))
+
+        # stage 3: a sticker written back from stage 2's reasoning, then fixed against the question
+        open_ = _open(records)
+        self._stickers(open_, prompts.STICKER_FROM_REASONING, "inverse", lambda r: _fields(r, reasoning=r.reasoning["stage2"]))
+        self._stickers(open_, prompts.REFINE_STICKER, "stage3", lambda r: _fields(r, sticker=r.stickers["inverse"]))
+        finish(self._consensus(open_, "stage3"))
+
+        # fallback: the question alone
+        open_ = _open(records)
+        replies = self._call(open_, prompts.ZERO_SHOT_COT, _fields, self.config.max_new_tokens)
+        for record, reply in zip(open_, replies):
+            self._resolve(record, FALLBACK, extract_answer(reply))
+        finish(open_)
+
+        by_id = {r.id: r for r in records} | {key: ItemRecord(**data) for key, data in finished.items()}
+        return [by_id[item.id] for item in items]
+
+    def _stickers(self, records, template, stage: str, fields) -> None:
+        replies = self._call(records, template, fields, self.config.sticker_tokens)
+        for record, reply in zip(records, replies):
+            record.stickers[stage] = extract_sticker(reply)
+
+    def _consensus(self, records: list[ItemRecord], stage: str) -> list[ItemRecord]:
+        """Predict from the sticker alone and from question + sticker; return the items whose answers agree."""
+        tokens = self.config.max_new_tokens
+        alone = self._call(records, prompts.PREDICT_FROM_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens)
+        both = self._call(
+            records, prompts.PREDICT_FROM_QUESTION_AND_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens
+        )
+        resolved = []
+        for record, alone_reply, both_reply in zip(records, alone, both):
+            alone_answer, both_answer = extract_answer(alone_reply), extract_answer(both_reply)
+            record.predictions[stage] = {"sticker": alone_answer, "question_and_sticker": both_answer}
+            record.reasoning[stage] = both_reply
+            if answers_equal(both_answer, alone_answer):
+                self._resolve(record, stage, both_answer)
+                resolved.append(record)
+        logger.info("SIFT %s: %d of %d items agree", stage, len(resolved), len(records))
+        return resolved
+
+    def _call(self, records: list[ItemRecord], template, fields, max_new_tokens: int) -> list[str]:
+        """Send one request per record as one batch; add each call's tokens to its record."""
+        if not records:
+            return []
+        requests = [
+            ChatRequest(template.messages(**fields(r)), max_new_tokens=max_new_tokens, temperature=self.config.temperature)
+            for r in records
+        ]
+        replies = self.backend.chat(requests)
+        for record, reply in zip(records, replies):
+            record.input_tokens += reply.input_tokens
+            record.output_tokens += reply.output_tokens
+            record.calls += 1
+        return [reply.text for reply in replies]
+
+    @staticmethod
+    def _resolve(record: ItemRecord, stage: str, answer: str | None) -> None:
+        record.stage, record.answer = stage, answer
+        record.correct = None if record.gold is None else answers_equal(record.gold, answer)
+
+
+def read_records(path: Path) -> dict[str, dict]:
+    """Return the finished records of a JSONL file by id ({} when it does not exist).
+
+    A last line cut short by an interrupted write is skipped with a warning; any other bad line raises.
+    """
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    records = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                logger.warning("skipping the incomplete last line of %s; its item runs again", path)
+                continue
+            raise DataSourceError(f"{path} line {number} is not JSON ({err}); fix or remove the line") from err
+        records[record["id"]] = record
+    return records
+
+
+def _append(path: Path | None, records: list[ItemRecord]) -> None:
+    if path is None or not records:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        for record in records:
+            file.write(json.dumps(asdict(record)) + "\n")
+        file.flush()
+
+
+def _open(records: list[ItemRecord]) -> list[ItemRecord]:
+    return [r for r in records if r.stage is None]
+
+
+def _fields(record: ItemRecord, **extra: str | None) -> dict[str, str]:
+    """Return a prompt's fields: the question, and each extra field (a missing sticker becomes empty text)."""
+    return {"question": record.question} | {key: value or "" for key, value in extra.items()}
+
+
+def _check_ids(items: Sequence[SiftItem]) -> None:
+    seen = set()
+    for item in items:
+        if item.id in seen:
+            raise InvalidArgumentError(f"item id {item.id!r} appears twice; give every item its own id")
+        seen.add(item.id)

@@ -1,0 +1,132 @@
+"""SIFT's stages with a scripted backend: transitions, the fallback, token counts and resume, exactly."""
+
+import json
+import re
+
+import pytest
+
+from leanlm.errors import InvalidArgumentError
+from leanlm.runtime.backends import ChatBackend, ChatReply
+from leanlm.sift.pipeline import Sift, SiftItem
+
+INPUT_TOKENS, OUTPUT_TOKENS = 7, 3  # every scripted reply counts these
+
+
+class ScriptedBackend(ChatBackend):
+    """Reply by prompt kind and item id (the question text "Q<n>"), and log every call."""
+
+    def __init__(self, script):
+        self.script = script  # (kind, item id) -> reply text
+        self.calls: list[tuple[str, str]] = []
+
+    def chat(self, requests):
+        replies = []
+        for request in requests:
+            text = request.messages[-1]["content"]
+            kind, item = _kind(text), re.search(r"Q\d+", text).group()
+            self.calls.append((kind, item))
+            replies.append(ChatReply(self.script(kind, item), INPUT_TOKENS, OUTPUT_TOKENS, "stop"))
+        return replies
+
+
+def _kind(text: str) -> str:
+    if "A solution of it" in text:
+        return "inverse"
+    if "Compare the sticker" in text:
+        return "refine"
+    if "Write a sticker" in text:
+        return "sticker"
+    if "Solve the problem these facts describe" in text:
+        return "alone"
+    if "Key facts of the problem" in text:
+        return "both"
+    return "zero_shot"
+
+
+def script_agreeing_at(stages: dict[str, int]):
+    """Items agree at the given stage number (1, 2, 3), or never (0): the sticker-alone prediction is then wrong."""
+    sticker_round = {}
+
+    def reply(kind: str, item: str) -> str:
+        if kind in ("sticker", "refine"):
+            sticker_round[item] = sticker_round.get(item, 0) + 1
+            return f"<sticker>1. facts of {item}\nQuestion: what is {item}?</sticker>"
+        if kind == "inverse":
+            return f"1. facts of {item}\nQuestion: {item}?"
+        if kind == "both":
+            return "so \\boxed{42}"
+        if kind == "alone":
+            stage = sticker_round[item]  # the stage 1 sticker, then one refined sticker per stage
+            return "\\boxed{42}" if stage == stages[item] else "\\boxed{7}"
+        return "\\boxed{5}"  # zero-shot fallback
+
+    return reply
+
+
+ITEMS = [SiftItem("a", "Q1", "42"), SiftItem("b", "Q2", "42"), SiftItem("c", "Q3", "42"), SiftItem("d", "Q4", "42")]
+AGREE_AT = {"Q1": 1, "Q2": 2, "Q3": 3, "Q4": 0}
+CALLS = {"a": 3, "b": 6, "c": 10, "d": 11}  # stage 1: 3 calls; stage 2: 3 more; stage 3: 4 more; fallback: 1
+
+
+def test_stage_transitions_and_fallback():
+    records = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)
+
+    assert [r.stage for r in records] == ["stage1", "stage2", "stage3", "fallback"]
+    assert [r.answer for r in records] == ["42", "42", "42", "5"]
+    assert [r.correct for r in records] == [True, True, True, False]
+
+
+def test_tokens_count_every_call():
+    records = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)
+
+    for record in records:
+        assert record.calls == CALLS[record.id]
+        assert record.input_tokens == INPUT_TOKENS * CALLS[record.id]
+        assert record.output_tokens == OUTPUT_TOKENS * CALLS[record.id]
+
+
+def test_stages_batch_only_open_items():
+    backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
+    Sift(backend).run(ITEMS)
+
+    refined_items = {item for kind, item in backend.calls if kind == "refine"}
+    assert refined_items == {"Q2", "Q3", "Q4"}  # Q1 was resolved at stage 1
+    assert {item for kind, item in backend.calls if kind == "inverse"} == {"Q3", "Q4"}
+    assert [item for kind, item in backend.calls if kind == "zero_shot"] == ["Q4"]
+
+
+def test_records_keep_stickers_and_predictions():
+    record = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)[1]
+
+    assert record.stickers["stage1"] == "1. facts of Q2\nQuestion: what is Q2?"
+    assert record.predictions["stage1"] == {"sticker": "7", "question_and_sticker": "42"}
+    assert record.predictions["stage2"] == {"sticker": "42", "question_and_sticker": "42"}
+
+
+def test_resume_skips_finished_items(tmp_path):
+    out = tmp_path / "sift.jsonl"
+    first = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS[:2], out)
+
+    backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
+    records = Sift(backend).run(ITEMS, out)
+
+    assert {item for _, item in backend.calls} == {"Q3", "Q4"}
+    assert [r.id for r in records] == ["a", "b", "c", "d"]
+    assert records[0] == first[0]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "c", "d"]
+
+
+def test_resume_skips_cut_last_line(tmp_path):
+    out = tmp_path / "sift.jsonl"
+    Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS[:1], out)
+    out.write_text(out.read_text() + '{"id": "b", "quest')  # a write cut short
+
+    backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
+    Sift(backend).run(ITEMS[:2], out)
+
+    assert {item for _, item in backend.calls} == {"Q2"}
+
+
+def test_duplicate_ids_rejected():
+    with pytest.raises(InvalidArgumentError, match="appears twice"):
+        Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run([SiftItem("a", "Q1"), SiftItem("a", "Q2")])
