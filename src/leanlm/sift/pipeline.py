@@ -135,7 +135,8 @@ class Sift:
             alone_answer, both_answer = extract_answer(alone_reply), extract_answer(both_reply)
             record.predictions[stage] = {"sticker": alone_answer, "question_and_sticker": both_answer}
             record.reasoning[stage] = both_reply
-            if answers_equal(both_answer, alone_answer):
+            # without a sticker block the sticker-alone prediction saw no facts, so its agreement means nothing
+            if record.stickers[stage] is not None and answers_equal(both_answer, alone_answer):
                 self._resolve(record, stage, both_answer)
                 resolved.append(record)
         logger.info("SIFT %s: %d of %d items agree", stage, len(resolved), len(records))

@@ -23,7 +23,8 @@ class ScriptedBackend(ChatBackend):
         replies = []
         for request in requests:
             text = request.messages[-1]["content"]
-            kind, item = _kind(text), re.search(r"Q\d+", text).group()
+            match = re.search(r"Q\d+", text)  # a prompt built from an empty sticker names no item
+            kind, item = _kind(text), match.group() if match else ""
             self.calls.append((kind, item))
             replies.append(ChatReply(self.script(kind, item), INPUT_TOKENS, OUTPUT_TOKENS, "stop"))
         return replies
@@ -130,3 +131,18 @@ def test_resume_skips_cut_last_line(tmp_path):
 def test_duplicate_ids_rejected():
     with pytest.raises(InvalidArgumentError, match="appears twice"):
         Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run([SiftItem("a", "Q1"), SiftItem("a", "Q2")])
+
+
+def test_missing_sticker_never_resolves():
+    """A reply with no sticker block cannot reach consensus, even when both predictions agree."""
+
+    def reply(kind: str, item: str) -> str:
+        if kind in ("sticker", "refine", "inverse"):
+            return "I will just solve it: the answer is 42."
+        return "\\boxed{42}" if kind in ("alone", "both") else "\\boxed{41}"
+
+    record = Sift(ScriptedBackend(reply)).run([SiftItem("a", "Q1", "42")])[0]
+
+    assert record.stickers["stage1"] is None
+    assert record.stage == "fallback"
+    assert record.answer == "41"

@@ -1,0 +1,88 @@
+"""`leanlm sift run` and `leanlm sift report` without a model: bad input, an unreachable server, a report."""
+
+import json
+import socket
+
+import pytest
+
+from leanlm.cli.main import main
+from leanlm.sift.pipeline import ItemRecord
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    """Return the one `error:` line; log lines (retries are logged) and the progress bar may precede it."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, f"expected one error line, got: {err!r}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_bad_backend(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sift", "run", "--n", "1", "--backend", "ftp://x", "--out", str(tmp_path))
+    assert code == 2
+    assert "--backend must be 'local' or an http(s) URL" in error_line(err)
+
+
+def test_bad_dataset_file(capsys, tmp_path):
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text("not json\n")
+    code, _, err = run_cli(capsys, "sift", "run", "--dataset", str(bad), "--n", "1", "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert error_line(err).startswith("error:")
+
+
+def test_unreachable_server(capsys, tmp_path):
+    url = f"http://127.0.0.1:{unused_port()}"
+    code, _, err = run_cli(capsys, "sift", "run", "--n", "1", "--backend", url, "-m", "any", "--out", str(tmp_path))
+    assert code == 2
+    line = error_line(err)
+    assert url in line
+    assert "attempts" in line
+
+
+def test_report_missing_directory(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sift", "report", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "not found" in error_line(err)
+
+
+def test_report_summarises_records(capsys, tmp_path):
+    records = [
+        ItemRecord("a", "q", "1", stickers={"stage1": "1. x\nQuestion: y?"}, stage="stage1", answer="1", correct=True, input_tokens=10, output_tokens=5),
+        ItemRecord("b", "q", "2", stickers={"stage1": None}, stage="fallback", answer="3", correct=False, input_tokens=20, output_tokens=5),
+    ]
+    from dataclasses import asdict
+
+    (tmp_path / "sift.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    report = tmp_path / "report.json"
+
+    code, out, _ = run_cli(capsys, "sift", "report", str(tmp_path), "--json", str(report))
+
+    summary = json.loads(report.read_text())
+    assert code == 0
+    assert summary["accuracy"] == 0.5
+    assert summary["tokens_per_item"] == 20.0
+    assert summary["resolved_by_stage"] == {"stage1": 1, "stage2": 0, "stage3": 0, "fallback": 1}
+    assert summary["sticker_format_rate"] == 0.5
+    assert "2 items: accuracy 0.500" in out
