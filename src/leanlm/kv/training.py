@@ -58,8 +58,10 @@ def save_checkpoint(
 
 
 def resume_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Adam) -> tuple[int, list]:
-    """Load the parameters and Adam's moments of the last checkpoint in `directory`; return its step and its
-    per-step figures (0 and [] when there is none)."""
+    """Load the parameters and Adam's moments of the last checkpoint in `directory`.
+
+    Return the checkpoint's step and its per-step figures, or 0 and [] when the directory has no checkpoint.
+    """
     if not (directory / CHECKPOINT_STATE).is_file():
         return 0, []
     state = json.loads((directory / CHECKPOINT_STATE).read_text())

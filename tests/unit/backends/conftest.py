@@ -3,11 +3,10 @@
 from collections.abc import Iterator
 
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from leanlm.models.loader import LoadedModel
-from tests.unit.runtime.conftest import CHAT_TEMPLATE, build_tokenizer, single_torch_thread  # noqa: F401
+from tests.unit.runtime.conftest import CHAT_TEMPLATE, build_llama, build_tokenizer, single_torch_thread  # noqa: F401
 
 from .fake_server import FakeChatServer
 
@@ -27,21 +26,6 @@ def chat_tokenizer() -> PreTrainedTokenizerFast:
 
 @pytest.fixture(scope="session")
 def tiny_chat_model(chat_tokenizer: PreTrainedTokenizerFast) -> LoadedModel:
-    """A two-layer random-weight Llama whose EOS, BOS and padding ids match the tokenizer."""
-    config = LlamaConfig(
-        vocab_size=len(chat_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=chat_tokenizer.bos_token_id,
-        eos_token_id=chat_tokenizer.eos_token_id,
-        pad_token_id=chat_tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    llama = LlamaForCausalLM(config).eval()
-    llama.generation_config.eos_token_id = chat_tokenizer.eos_token_id
-    llama.generation_config.pad_token_id = chat_tokenizer.pad_token_id
+    """The runtime tests' tiny Llama, wrapped as a loaded model."""
+    llama = build_llama(chat_tokenizer)
     return LoadedModel(model=llama, tokenizer=chat_tokenizer, name="tiny-chat-llama", fingerprint="tiny-chat-llama-0")

@@ -79,6 +79,11 @@ def plain_tokenizer() -> PreTrainedTokenizerFast:
 
 @pytest.fixture(scope="session")
 def model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    return build_llama(tokenizer)
+
+
+def build_llama(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    """Build a two-layer random-weight Llama whose BOS, EOS and padding ids match `tokenizer`."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
