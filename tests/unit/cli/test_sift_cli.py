@@ -81,8 +81,33 @@ def test_report_summarises_records(capsys, tmp_path):
 
     summary = json.loads(report.read_text())
     assert code == 0
-    assert summary["accuracy"] == 0.5
-    assert summary["tokens_per_item"] == 20.0
+    assert summary["rows"] == [{"method": "sift", "accuracy": 0.5, "tokens_per_item": 20.0, "n": 2}]
     assert summary["resolved_by_stage"] == {"stage1": 1, "stage2": 0, "stage3": 0, "fallback": 1}
     assert summary["sticker_format_rate"] == 0.5
-    assert "2 items: accuracy 0.500" in out
+    assert "sift: accuracy 0.500, 20 tokens per item" in out
+
+
+def test_report_stagewise_with_baselines(capsys, tmp_path):
+    from dataclasses import asdict
+
+    records = [
+        ItemRecord("a", "q", "1", stage="stage1", answer="1", correct=True, input_tokens=30, output_tokens=10),
+        ItemRecord("b", "q", "2", stage="stage2", answer="2", correct=True, input_tokens=50, output_tokens=10),
+    ]
+    (tmp_path / "sift.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    baseline = lambda item, correct: {"id": item, "answer": "x", "correct": correct, "samples": ["x"], "input_tokens": 8, "output_tokens": 2}
+    (tmp_path / "baselines.json").write_text(json.dumps({
+        "zero_shot_cot": [baseline("a", False), baseline("b", False)],
+        "self_consistency": [baseline("a", True), baseline("b", False)],
+        "self_consistency_samples": 5,
+    }))
+    report = tmp_path / "report.json"
+
+    code, _, _ = run_cli(capsys, "sift", "report", str(tmp_path), "--json", str(report))
+
+    accuracy = {row["method"]: row["accuracy"] for row in json.loads(report.read_text())["rows"]}
+    assert code == 0
+    assert accuracy == {
+        "sift": 1.0, "zero_shot_cot": 0.0, "sift_stage1": 0.5, "sift_stage2": 1.0, "sift_stage3": 1.0,
+        "self_consistency": 0.5,
+    }
