@@ -11,8 +11,8 @@ from .test_matryoshka import run_cli
 
 pytestmark = pytest.mark.integration
 
-# small enough for CI: 2 training steps on 320-token windows; the held-out context (240 tokens) is long
-# enough that the 4 sink and 64 recent tokens fit in half of it
+# Small enough for CI: 2 training steps on 320-token windows. The held-out context (240 tokens) is long
+# enough that the 4 sink and 64 recent tokens fit in half of it.
 FIT_ARGS = ["--steps", "2", "--window", "320", "--calibration-windows", "3"]
 PPL_ARGS = ["eval", "ppl", "--window", "320", "--context", "256", "--max-windows", "1"]
 

@@ -2,7 +2,7 @@
 
 The policy reads the hidden states entering the layer's attention and returns a `KeepDecision`. The hook
 hands it to the cache's update and to the attention call through their keyword arguments, so nothing is
-stored on the model. Decoding steps (the layer's cache already holds tokens) are left alone: new tokens are
+stored on the model. Decoding steps (the layer's cache already contains tokens) are left alone: new tokens are
 kept. Without a cache (training) every forward pass gets a decision.
 
 Shapes: B batch, T tokens, C model dim.
