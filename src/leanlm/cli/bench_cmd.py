@@ -100,6 +100,56 @@ def kv(
         plot_ppl_by_budget(payload, png_path, f"KV cache compression on {model}")
 
 
+@app.command("sift")
+def sift(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local: registry name, file or directory. HTTP: the server's model name."),
+    backend: str = typer.Option("local", help="'local' for the leanlm model, or the base URL of an OpenAI-compatible server."),
+    datasets: str | None = typer.Option(None, help="Comma-separated sets to run SIFT on; default: those that pass the screening."),
+    n: int = typer.Option(200, "--n", help="Items per set."),
+    screen_items: int = typer.Option(50, help="Items per candidate set in the zero-shot screening."),
+    threshold: float = typer.Option(0.20, help="Zero-shot screening accuracy a set must exceed to be run."),
+    max_new_tokens: int = typer.Option(192, help="Tokens per prediction (stickers get 128)."),
+    batch_size: int = typer.Option(32, help="Local backend: requests per generation batch."),
+    concurrency: int = typer.Option(8, help="HTTP backend: requests in flight at once."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="HTTP backend: environment variable that contains the API key."),
+    work: Path | None = typer.Option(None, help="Directory for resumable per-set runs; default $LEANLM_HOME/bench/sift/<model>."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON to this path."),
+):
+    """Zero-shot chain of thought, SIFT stage by stage and self-consistency at matched tokens, per reasoning set."""
+    from leanlm.bench.sift import METHODS, SiftBenchConfig, bench_sift
+    from leanlm.cli.console import chat_backend
+    from leanlm.home import leanlm_home
+    from leanlm.sift.pipeline import SiftConfig
+
+    check_json_path(json_path)
+    config = SiftBenchConfig(
+        work_dir=work or leanlm_home() / "bench" / "sift" / _safe_name(model),
+        datasets=tuple(datasets.split(",")) if datasets else None,
+        screen_items=screen_items, threshold=threshold, n=n,
+        sift=SiftConfig(max_new_tokens=max_new_tokens, sticker_tokens=128),
+    )
+    with chat_backend(backend, model, batch_size, concurrency, api_key_env) as chat:
+        payload = bench_sift(chat, config, progress_bar)
+
+    screening = ", ".join(f"{row['dataset']} {row['zero_shot_accuracy']:.2f}" for row in payload["screening"])
+    console.print(f"zero-shot screening ({screen_items} items each): {screening}", highlight=False)
+    table = Table(title=f"SIFT and baselines on {model} ({n} items per set)")
+    for column in ("set", *METHODS, "sticker format"):
+        table.add_column(column, justify="right")
+    for name, details in payload["datasets"].items():
+        rows = {row["method"]: row for row in payload["rows"] if row["dataset"] == name}
+        cells = [f"{rows[m]['accuracy']:.3f} ({rows[m]['tokens_per_item']:.0f} tok)" for m in METHODS]
+        table.add_row(name, *cells, f"{details['sticker_format_rate']:.2f}")
+    console.print(table)
+    payload["setup"] = _setup(model, 1) | {"backend": backend if backend == "local" else "http"}
+    write_json(json_path, payload)
+
+
+def _safe_name(model: str) -> str:
+    """Return a model spec as one directory name."""
+    return "".join(char if char.isalnum() or char in "-_." else "_" for char in model)
+
+
 def _plain(config) -> dict:
     """Return a dataclass config as JSON-ready values (paths as strings)."""
     from dataclasses import asdict

@@ -110,3 +110,14 @@ def write_json(path: Path | None, payload: dict) -> None:
     except OSError as err:
         raise LeanLMError(f"cannot write JSON results to {path} ({err.strerror}); choose a writable path") from err
     err_console.print(f"wrote {path}", highlight=False)
+
+
+def chat_backend(backend: str, model: str, batch_size: int, concurrency: int, api_key_env: str):
+    """Return the chat backend a `--backend` option names: "local" (load `model`) or an http(s) server URL."""
+    from leanlm.runtime.backends import LocalBackend, OpenAICompatibleBackend
+
+    if backend == "local":
+        return LocalBackend(load_with_status(model), batch_size=batch_size)
+    if backend.startswith(("http://", "https://")):
+        return OpenAICompatibleBackend(backend, model, api_key_env=api_key_env, concurrency=concurrency)
+    raise InvalidArgumentError(f"--backend must be 'local' or an http(s) URL, got {backend!r}")

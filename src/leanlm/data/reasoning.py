@@ -21,6 +21,10 @@ REASONING_DATASETS: dict[str, str] = {
     "basic-arithmetic": "basic_arithmetic",
     "chain-sum": "chain_sum",
     "decimal-arithmetic": "decimal_arithmetic",
+    "two-term-addition": "basic_arithmetic",
+    "single-digit-products": "products",
+    "letter-counting": "letter_counting",
+    "small-gcd": "gcd",
 }
 
 # leanlm dataset name -> keyword arguments for reasoning_gym.create_dataset. The arithmetic configs
@@ -31,6 +35,15 @@ REASONING_CONFIGS: dict[str, dict[str, Any]] = {
     "basic-arithmetic": {"min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 3},
     "chain-sum": {"min_terms": 2, "max_terms": 5, "min_digits": 1, "max_digits": 3},
     "decimal-arithmetic": {"min_num_decimal_places": 1, "max_num_decimal_places": 2, "min_terms": 2, "max_terms": 4},
+    # The four sets below are easier still: a 135M-parameter model answers about 15-30% of them from a
+    # chain of thought, where it answers under 10% of the sets above.
+    "two-term-addition": {
+        "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ("+",),
+        "allow_parentheses": False, "allow_negation": False,
+    },
+    "single-digit-products": {"min_digits": 1, "max_digits": 1},
+    "letter-counting": {"min_words": 3, "max_words": 5},
+    "small-gcd": {"min_value": 1, "max_value": 20},
 }
 
 
@@ -74,7 +87,7 @@ def _generated_tasks(name: str, n: int, seed: int) -> list[ReasoningTask]:
     entries = reasoning_gym.create_dataset(generator, size=n, seed=seed, **REASONING_CONFIGS[name])
     tasks = [
         ReasoningTask(
-            id=f"{generator}-{seed}-{index}",
+            id=f"{name}-{seed}-{index}",
             question=str(entry["question"]),
             answer=str(entry["answer"]),
             dataset=name,

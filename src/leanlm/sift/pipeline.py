@@ -68,6 +68,8 @@ class ItemRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
+    # stage (or "fallback") -> input + output tokens of that stage's calls; the inverse sticker counts in stage3
+    tokens_by_stage: dict[str, int] = field(default_factory=dict)
 
 
 class Sift:
@@ -104,13 +106,15 @@ class Sift:
 
         # stage 3: a sticker written back from stage 2's reasoning, then fixed against the question
         open_ = _open(records)
-        self._stickers(open_, prompts.STICKER_FROM_REASONING, "inverse", lambda r: _fields(r, reasoning=r.reasoning["stage2"]))
+        self._stickers(
+            open_, prompts.STICKER_FROM_REASONING, "inverse", lambda r: _fields(r, reasoning=r.reasoning["stage2"]), "stage3"
+        )
         self._stickers(open_, prompts.REFINE_STICKER, "stage3", lambda r: _fields(r, sticker=r.stickers["inverse"]))
         finish(self._consensus(open_, "stage3"))
 
         # fallback: the question alone
         open_ = _open(records)
-        replies = self._call(open_, prompts.ZERO_SHOT_COT, _fields, self.config.max_new_tokens)
+        replies = self._call(open_, prompts.ZERO_SHOT_COT, _fields, self.config.max_new_tokens, FALLBACK)
         for record, reply in zip(open_, replies):
             self._resolve(record, FALLBACK, extract_answer(reply))
         finish(open_)
@@ -118,17 +122,21 @@ class Sift:
         by_id = {r.id: r for r in records} | {key: ItemRecord(**data) for key, data in finished.items()}
         return [by_id[item.id] for item in items]
 
-    def _stickers(self, records, template, stage: str, fields) -> None:
-        replies = self._call(records, template, fields, self.config.sticker_tokens)
+    def _stickers(self, records, template, stage: str, fields, counted_in: str | None = None) -> None:
+        """Ask for a sticker per record and keep its sticker block under `stickers[stage]`.
+
+        The calls' tokens count in `counted_in` (default: `stage`).
+        """
+        replies = self._call(records, template, fields, self.config.sticker_tokens, counted_in or stage)
         for record, reply in zip(records, replies):
             record.stickers[stage] = extract_sticker(reply)
 
     def _consensus(self, records: list[ItemRecord], stage: str) -> list[ItemRecord]:
         """Predict from the sticker alone and from question + sticker; return the items whose answers agree."""
         tokens = self.config.max_new_tokens
-        alone = self._call(records, prompts.PREDICT_FROM_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens)
+        alone = self._call(records, prompts.PREDICT_FROM_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens, stage)
         both = self._call(
-            records, prompts.PREDICT_FROM_QUESTION_AND_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens
+            records, prompts.PREDICT_FROM_QUESTION_AND_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens, stage
         )
         resolved = []
         for record, alone_reply, both_reply in zip(records, alone, both):
@@ -142,8 +150,8 @@ class Sift:
         logger.info("SIFT %s: %d of %d items agree", stage, len(resolved), len(records))
         return resolved
 
-    def _call(self, records: list[ItemRecord], template, fields, max_new_tokens: int) -> list[str]:
-        """Send one request per record as one batch; add each call's tokens to its record."""
+    def _call(self, records: list[ItemRecord], template, fields, max_new_tokens: int, stage: str) -> list[str]:
+        """Send one request per record as one batch; add each call's tokens to its record and to `stage`."""
         if not records:
             return []
         requests = [
@@ -155,6 +163,8 @@ class Sift:
             record.input_tokens += reply.input_tokens
             record.output_tokens += reply.output_tokens
             record.calls += 1
+            spent = reply.input_tokens + reply.output_tokens
+            record.tokens_by_stage[stage] = record.tokens_by_stage.get(stage, 0) + spent
         return [reply.text for reply in replies]
 
     @staticmethod

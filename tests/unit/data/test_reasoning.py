@@ -43,7 +43,7 @@ def test_other_seed_other_tasks() -> None:
 def test_generator_task_ids() -> None:
     tasks = reasoning_tasks("gsm-symbolic", 3, seed=17)
 
-    assert [task.id for task in tasks] == ["gsm_symbolic-17-0", "gsm_symbolic-17-1", "gsm_symbolic-17-2"]
+    assert [task.id for task in tasks] == ["gsm-symbolic-17-0", "gsm-symbolic-17-1", "gsm-symbolic-17-2"]
 
 
 @pytest.mark.parametrize("n", [0, -1, True])

@@ -86,6 +86,21 @@ def test_tokens_count_every_call():
         assert record.output_tokens == OUTPUT_TOKENS * CALLS[record.id]
 
 
+def test_tokens_by_stage_split_every_call():
+    records = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)
+
+    per_call = INPUT_TOKENS + OUTPUT_TOKENS
+    calls_by_stage = {  # stage 1: sticker + 2 predictions; stage 2: refine + 2; stage 3: inverse + refine + 2
+        "a": {"stage1": 3},
+        "b": {"stage1": 3, "stage2": 3},
+        "c": {"stage1": 3, "stage2": 3, "stage3": 4},
+        "d": {"stage1": 3, "stage2": 3, "stage3": 4, "fallback": 1},
+    }
+    for record in records:
+        assert record.tokens_by_stage == {stage: calls * per_call for stage, calls in calls_by_stage[record.id].items()}
+        assert sum(record.tokens_by_stage.values()) == record.input_tokens + record.output_tokens
+
+
 def test_stages_batch_only_open_items():
     backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
     Sift(backend).run(ITEMS)
