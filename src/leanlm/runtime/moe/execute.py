@@ -101,7 +101,7 @@ def moe_block_forward(
     if policy is None:
         routing = adapter.stock_routing(block, logits)
     else:
-        routing = policy(logits, layer.index)
+        routing = policy(logits, layer.index, hidden)
         check_routing(routing, num_tokens=B * T, num_experts=layer.num_experts, device=hidden.device)
     for observer in observers:
         observer.record(layer, routing)

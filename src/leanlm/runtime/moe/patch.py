@@ -54,7 +54,7 @@ def stock_policy(model: nn.Module) -> RoutingPolicy:
     """Return a policy that routes each layer by its block's own top-k rule, as a base for custom policies."""
     layers = find_moe_layers(model)
 
-    def route(logits: torch.Tensor, layer_index: int) -> Routing:
+    def route(logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
         layer = layers[layer_index]
         return layer.adapter.stock_routing(layer.block, logits)
 
@@ -69,7 +69,8 @@ def moe_runtime(
 ) -> Iterator[list[MoeLayer]]:
     """Run every supported MoE block of `model` through grouped execution while the context is open.
 
-    `policy(router_logits [N, E], layer_index)` replaces each block's stock top-k, and None keeps the stock rule.
+    `policy(router_logits [N, E], layer_index, hidden [N, H])` replaces each block's stock top-k, and None
+    keeps the stock rule.
     `recorder` (one observer or several) is shown every layer's routing on every forward. The context yields
     the model's MoE layers.
 

@@ -42,8 +42,9 @@ class Routing:
         return self.experts.shape[1]
 
 
-# (router logits [N, E], layer index) -> Routing, where the layer index counts the model's MoE blocks from 0
-RoutingPolicy = Callable[[torch.Tensor, int], Routing]
+# (router logits [N, E], layer index, router input [N, H]) -> Routing. The layer index counts the model's
+# MoE blocks from 0. The router input lets a policy add logits of its own, such as null experts'.
+RoutingPolicy = Callable[[torch.Tensor, int, torch.Tensor], Routing]
 
 
 @dataclass(frozen=True)

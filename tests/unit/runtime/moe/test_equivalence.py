@@ -33,8 +33,8 @@ def test_other_routing_changes_logits(moe_model, padded_batch):
     expected = logits(moe_model, padded_batch)
     stock = stock_policy(moe_model)
 
-    def lowest_experts(router_logits: torch.Tensor, layer_index: int) -> Routing:
-        return stock(-router_logits, layer_index)
+    def lowest_experts(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
+        return stock(-router_logits, layer_index, hidden)
 
     with moe_runtime(moe_model, policy=lowest_experts):
         actual = logits(moe_model, padded_batch)
@@ -61,7 +61,7 @@ def test_stock_routing_equals_router_output(moe_model, dtype):
 def test_more_slots_than_top_k(moe_model, padded_batch):
     """A policy using every expert (K = E > top-k) equals a dense mixture computed from the fused weights."""
 
-    def every_expert(router_logits: torch.Tensor, layer_index: int) -> Routing:
+    def every_expert(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
         N, E = router_logits.shape
         experts = torch.arange(E).expand(N, E).contiguous()  # [N, E]
         return Routing(experts=experts, weights=torch.softmax(router_logits.float(), dim=-1))

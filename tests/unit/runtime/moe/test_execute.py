@@ -35,7 +35,7 @@ def run_block(layer, hidden, policy, adapter=None) -> torch.Tensor:
 def fixed_policy(experts: list[list[int]]):
     """A policy that returns `experts` [N, K] with equal weights 0.5 whatever the logits."""
 
-    def route(router_logits: torch.Tensor, layer_index: int) -> Routing:
+    def route(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
         ids = torch.tensor(experts, dtype=torch.long)
         return Routing(experts=ids, weights=torch.full(ids.shape, 0.5))
 

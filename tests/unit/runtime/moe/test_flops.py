@@ -86,8 +86,8 @@ def test_model_run_counts(moe_model, padded_batch):
     """With the stock rule every token runs top-k experts; dropping the second slot halves the expert FLOPs."""
     stock = stock_policy(moe_model)
 
-    def first_slot_only(router_logits: torch.Tensor, layer_index: int) -> Routing:
-        chosen = stock(router_logits, layer_index)
+    def first_slot_only(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
+        chosen = stock(router_logits, layer_index, hidden)
         experts = chosen.experts.clone()
         experts[:, 1:] = NULL_EXPERT
         return Routing(experts=experts, weights=chosen.weights)

@@ -32,7 +32,7 @@ def test_stock_forward_restored_on_exit(moe_model):
 
 
 def test_stock_forward_restored_after_error(moe_model, padded_batch):
-    def failing_policy(router_logits: torch.Tensor, layer_index: int):
+    def failing_policy(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor):
         raise RuntimeError("policy failed")
 
     with pytest.raises(RuntimeError, match="policy failed"), moe_runtime(moe_model, policy=failing_policy):

@@ -59,7 +59,7 @@ def test_trace_names_moe_modules():
 def test_trace_pads_narrower_forwards(moe_model, tmp_path):
     """Forwards routed with K = 1 and K = 3 are stored as K = 3, the narrow rows padded with null slots."""
 
-    def variable_k(router_logits: torch.Tensor, layer_index: int) -> Routing:
+    def variable_k(router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
         k = next(slots)  # one K per MoE layer call: 1 in the first forward, 3 in the second
         weights, experts = torch.topk(router_logits.softmax(dim=-1), k)
         return Routing(experts=experts, weights=weights)
