@@ -19,11 +19,16 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.training import checkpoint_on_interrupt, frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.gate.module import AttentionGates
 from leanlm.runtime.keep_hooks import keep_decisions_enabled
 from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.token_eviction import KeepDecision
+from leanlm.training import (
+    checkpoint_on_interrupt,
+    frozen_model,
+    resume_checkpoint,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,17 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.kv.training import checkpoint_on_interrupt, frozen_model, resume_checkpoint, save_checkpoint
 from leanlm.kv.matryoshka.positions import offset_positions
 from leanlm.kv.matryoshka.projections import MatryoshkaProjections
 from leanlm.kv.matryoshka.ranks import RankPlan, rank_set
 from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.projected_cache import ProjectedCache
+from leanlm.training import (
+    checkpoint_on_interrupt,
+    frozen_model,
+    resume_checkpoint,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pieces every KV-module training shares: a frozen base model, and resumable checkpoints.
+"""Pieces every training loop shares: a frozen base model, and resumable checkpoints.
 
 Checkpoints hold the parameters, Adam's moments and the step. Files are safetensors and JSON, each written
 to a temporary name and renamed, so an interrupted write leaves the previous checkpoint intact.
