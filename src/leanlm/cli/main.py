@@ -6,7 +6,7 @@ import typer
 from rich.text import Text
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from leanlm.cli import bench_cmd, data_cmd, eval_cmd, generate_cmd, kv_cmd, models_cmd, sift_cmd
+from leanlm.cli import bench_cmd, data_cmd, eval_cmd, generate_cmd, kv_cmd, models_cmd, moe_cmd, sift_cmd
 from leanlm.cli.console import err_console, setup_logging
 from leanlm.errors import LeanLMError
 
@@ -29,6 +29,7 @@ app.command("models")(models_cmd.models)
 app.command("data")(data_cmd.data)
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(kv_cmd.app, name="kv")
+app.add_typer(moe_cmd.app, name="moe")
 app.add_typer(sift_cmd.app, name="sift")
 app.add_typer(bench_cmd.app, name="bench")
 
