@@ -145,6 +145,86 @@ def sift(
     write_json(json_path, payload)
 
 
+@app.command("moe")
+def moe(
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="Converted MoE directory (leanlm moe convert). Default: the default model converted once with --experts "
+        "and cached under $LEANLM_HOME/moe.",
+    ),
+    experts: int = typer.Option(16, help="Experts per layer when converting the default model."),
+    top_ks: str = typer.Option("2,4,8,12,16", help="Top-k values measured, comma-separated."),
+    base_k: int = typer.Option(12, help="The top-k AdaMoE starts from and is compared with; one of --top-ks."),
+    targets: str = typer.Option("10,9", help="AdaMoE targets: average real experts per token, comma-separated."),
+    null_experts: int = typer.Option(8, help="Null experts per router for AdaMoE."),
+    adamoe_top_k: int = typer.Option(14, help="AdaMoE slots per token over real and null experts."),
+    adamoe_steps: int = typer.Option(100, help="AdaMoE router training steps per target."),
+    windows: int = typer.Option(8, help="Evaluation windows."),
+    window: int = typer.Option(256, help="Tokens per evaluation window."),
+    tiny: bool = typer.Option(True, "--tiny/--no-tiny", help="Also run the rows on tiny random Mixtral and Qwen3-MoE models."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON to this path."),
+    png_path: Path | None = typer.Option(None, "--png", help="Write a histogram of real experts per token here."),
+):
+    """Dense, top-k MoE and AdaMoE on a converted model: perplexity, tokens/s, real experts and expert FLOPs."""
+    from leanlm.bench.moe import MoeBenchConfig, bench_moe, tiny_rows
+    from leanlm.bench.plot import plot_real_experts_histogram
+    from leanlm.cli.console import parse_floats
+
+    check_json_path(json_path)
+    config = MoeBenchConfig(
+        windows=windows, window=window, top_ks=parse_ints(top_ks, "--top-ks"), base_k=base_k,
+        targets=parse_floats(targets, "--targets"), num_null=null_experts, adamoe_top_k=adamoe_top_k,
+        adamoe_steps=adamoe_steps,
+    )
+    dense = load_with_status(DEFAULT_MODEL if model is None else _base_model_of(Path(model)))
+    converted = load_with_status(str(Path(model) if model else _converted_default(dense, experts, base_k)))
+    rows = [row.to_dict() for row in bench_moe(converted, dense, config, progress_bar)]
+    tiny_results = {kind: [row.to_dict() for row in tiny_rows(kind, progress_bar)] for kind in ("mixtral", "qwen3_moe")} if tiny else {}
+
+    for title, table_rows in [(f"MoE routing on {converted.name}", rows)] + [(f"tiny random {k}", r) for k, r in tiny_results.items()]:
+        table = Table(title=title)
+        for column in ("method", "base", "real experts", "expert FLOPs ratio", "ppl", "tokens/s"):
+            table.add_column(column, justify="right")
+        for row in table_rows:
+            table.add_row(
+                row["method"], row.get("base", "-"), f"{row['avg_real_experts']:.2f}", f"{row['expert_flops_ratio']:.3f}",
+                f"{row['ppl']:.2f}", f"{row['tokens_per_s']:.0f}",
+            )
+        console.print(table)
+    write_json(json_path, {
+        "rows": rows, "tiny": tiny_results, "config": _plain(config), "setup": _setup(converted.name, config.repeats),
+    })
+    if png_path is not None:
+        shown = [row for row in rows if row["method"].startswith("adamoe") or row["method"] == f"top-{base_k}"]
+        plot_real_experts_histogram(shown, png_path, f"Real experts per token: AdaMoE against top-{base_k}")
+
+
+def _base_model_of(directory: Path) -> str:
+    """Return the dense model a converted MoE directory was made from (its config.json's base_model)."""
+    import json
+
+    from leanlm.errors import ArtifactError
+
+    try:
+        return json.loads((directory / "config.json").read_text())["base_model"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ArtifactError(
+            f"{directory} is not a `leanlm moe convert` output (no base_model in its config.json); convert a model first"
+        ) from err
+
+
+def _converted_default(dense, experts: int, top_k: int) -> Path:
+    """Return the cached conversion of the default model, converting and saving it the first time."""
+    from leanlm.home import leanlm_home
+    from leanlm.moe import ConvertConfig, convert_to_moe, save_moe_checkpoint
+
+    path = leanlm_home() / "moe" / f"{_safe_name(dense.name)}-e{experts}"
+    if not (path / "config.json").is_file():
+        moe_model, report = convert_to_moe(dense, ConvertConfig(experts=experts, top_k=top_k), stage=progress_bar)
+        save_moe_checkpoint(path, moe_model, dense, report)
+    return path
+
+
 def _safe_name(model: str) -> str:
     """Return a model spec as one directory name."""
     return "".join(char if char.isalnum() or char in "-_." else "_" for char in model)

@@ -10,6 +10,7 @@ from leanlm.models import DEFAULT_MODEL
 app = typer.Typer(help="Measure model quality on real prose: perplexity and passkey retrieval.", no_args_is_help=True)
 
 MODEL_HELP = "Registry name, .gguf file, local directory or hub id."
+ADAMOE_HELP = "AdaMoE artifact (leanlm moe fit adamoe) that routes the MoE model's layers."
 
 
 @app.command("ppl")
@@ -23,6 +24,7 @@ def ppl(
     ),
     batch_size: int = typer.Option(1, help="Windows per forward pass."),
     kv: list[Path] = typer.Option(None, "--kv", help=KV_HELP + " Needs --context."),
+    adamoe: Path | None = typer.Option(None, "--adamoe", help=ADAMOE_HELP),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this path."),
 ):
     """Perplexity over token windows, or context-compressed continuation perplexity with --context."""
@@ -30,6 +32,7 @@ def ppl(
     from leanlm.errors import InvalidArgumentError
     from leanlm.eval import continuation_perplexity, perplexity
     from leanlm.kv import kv_cache_for
+    from leanlm.moe.adamoe.artifact import adamoe_enabled
     from leanlm.runtime import dynamic_cache
 
     check_json_path(json_path)
@@ -39,7 +42,11 @@ def ppl(
         raise InvalidArgumentError("--kv compresses the KV cache, which only continuation perplexity uses; add --context N")
     loaded = load_with_status(model)
     windows = token_windows(loaded.tokenizer, split, window, max_windows)
-    with kv_cache_for(kv, loaded) as cache, progress_bar("perplexity", total=windows.shape[0]) as advance:
+    with (
+        adamoe_enabled(loaded, adamoe) as routers,
+        kv_cache_for(kv, loaded) as cache,
+        progress_bar("perplexity", total=windows.shape[0]) as advance,
+    ):
         if context is None:
             result = perplexity(loaded.model, windows, batch_size=batch_size, progress=advance)
         else:
@@ -57,7 +64,12 @@ def ppl(
             f"in {result.windows} {noun}; {cache_name} after prefill: {result.kv_bytes / 2**20:.2f} MiB",
             highlight=False,
         )
-    details = {"model": model, "split": split, "window": window, "context": context, "kv": [str(path) for path in kv] if kv else None}
+    if routers is not None:
+        console.print(f"AdaMoE: {routers.avg_real_experts():.2f} real experts per token and layer in the last batch")
+    details = {
+        "model": model, "split": split, "window": window, "context": context,
+        "kv": [str(path) for path in kv] if kv else None, "adamoe": str(adamoe) if adamoe else None,
+    }
     write_json(json_path, result.to_dict() | details)
 
 

@@ -22,9 +22,11 @@ def generate(
     chat: bool | None = typer.Option(None, "--chat/--no-chat", help="Wrap prompts in the chat template. Default: when the model has one."),
     system: str | None = typer.Option(None, help="System message for chat mode."),
     kv: list[Path] = typer.Option(None, "--kv", help=KV_HELP),
+    adamoe: Path | None = typer.Option(None, "--adamoe", help="AdaMoE artifact (leanlm moe fit adamoe) that routes the MoE model's layers."),
 ):
     """Generate text, then print one line of figures on stderr: tokens, tokens/s and KV-cache bytes."""
     from leanlm.kv import kv_cache_for
+    from leanlm.moe.adamoe.artifact import adamoe_enabled
     from leanlm.runtime import SamplingConfig, generate as run_generation
 
     config = SamplingConfig(
@@ -41,7 +43,7 @@ def generate(
 
     # one prompt streams; a batch prints each row when all are done
     on_text = _streamer(prompts[0]) if len(prompts) == 1 else None
-    with kv_cache_for(kv, loaded) as cache:
+    with adamoe_enabled(loaded, adamoe), kv_cache_for(kv, loaded) as cache:
         result = run_generation(
             loaded.model, loaded.tokenizer, prompts, config, chat=use_chat, system=system, cache=cache, on_text=on_text
         )

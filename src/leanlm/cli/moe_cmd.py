@@ -8,7 +8,7 @@ from rich.table import Table
 from leanlm.cli.console import check_output_path, console, load_with_status, parse_ints, progress_bar
 from leanlm.models import DEFAULT_MODEL
 
-app = typer.Typer(help="Mixture-of-experts models: convert a dense model into a routed MoE.", no_args_is_help=True)
+app = typer.Typer(help="Mixture-of-experts models: convert a dense model into a routed MoE, fit AdaMoE routers.", no_args_is_help=True)
 
 
 @app.command("convert")
@@ -105,3 +105,51 @@ def _print_perplexity(evaluation: dict, experts: int) -> None:
     for k, ppl in sorted(evaluation["moe_ppl_by_top_k"].items(), key=lambda item: int(item[0])):
         table.add_row("MoE", f"{k} of {experts}", f"{ppl:.3f}")
     console.print(table)
+
+
+fit_app = typer.Typer(help="Fit routing methods on an MoE model.", no_args_is_help=True)
+app.add_typer(fit_app, name="fit")
+
+
+@fit_app.command("adamoe")
+def fit_adamoe_command(
+    out: Path = typer.Option(..., "--out", help="Directory to write the AdaMoE artifact to; a rerun resumes its training."),
+    model: str = typer.Option(..., "--model", "-m", help="MoE model: a `leanlm moe convert` output or any supported MoE checkpoint."),
+    null_experts: int = typer.Option(8, "--null-experts", help="Null experts added to each router; they compute nothing."),
+    top_k: int = typer.Option(6, "--top-k", help="Slots per token over real and null experts."),
+    target_real: float | None = typer.Option(
+        None, help="Target average of real experts per token; each layer's null bias is steered toward it."
+    ),
+    steps: int = typer.Option(200, help="Training steps."),
+    batch: int = typer.Option(4, help="Calibration windows per step."),
+    window: int = typer.Option(256, help="Calibration tokens per window."),
+    calibration_windows: int = typer.Option(64, help="Calibration windows (the last one is held out for the report)."),
+    learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the routers."),
+    balance_weight: float = typer.Option(0.01, help="Weight of the AdaMoE load-balancing loss."),
+):
+    """Add null experts to every router and fine-tune the routers on calibration text (AdaMoE).
+
+    Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
+    """
+    from leanlm.artifacts import check_replaceable
+    from leanlm.moe.adamoe.artifact import save_adamoe
+    from leanlm.moe.adamoe.fit import AdaMoEFitConfig, fit_adamoe
+
+    check_output_path(out, "--out")
+    check_replaceable(out)
+    config = AdaMoEFitConfig(
+        num_null=null_experts, top_k=top_k, target_real=target_real, steps=steps, batch=batch, window=window,
+        calibration_windows=calibration_windows, learning_rate=learning_rate, balance_weight=balance_weight,
+    )
+    loaded = load_with_status(model)
+    checkpoint_dir = out.with_name(out.name + ".checkpoint")
+    routers, report = fit_adamoe(loaded, config, checkpoint_dir=checkpoint_dir, stage=progress_bar)
+    save_adamoe(out, routers, loaded, report)
+
+    held_out = report["held_out"]
+    console.print(
+        f"wrote {out}: {held_out['avg_real_experts']:.2f} real experts per token and layer (base top-{report['base_top_k']}); "
+        f"held-out perplexity {held_out['adamoe_ppl']:.3f} against {held_out['base_ppl']:.3f} with the base routing",
+        highlight=False,
+    )
+
