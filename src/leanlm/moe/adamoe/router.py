@@ -1,8 +1,8 @@
 """Routers extended with null experts, one per MoE layer, and the routing policy that runs them.
 
 Each layer's router keeps a trainable copy of the model's real router rows [E, H] and gains M null rows
-[M, H], initialised as copies of real rows (null expert j copies real expert j mod E), plus one bias on the
-null logits that steers how many real experts a token gets on average.
+[M, H], initialised as copies of real rows (null expert j copies real expert j mod E). One bias on the null
+logits steers how many real experts a token gets on average.
 
 Weights are kept in unscaled units: logits = logit_scale * (W x). A converted model stores its router
 scaled by 2**-40 (see `leanlm.moe.granite`), so that its softmax weights are exactly uniform. The weights'
@@ -82,7 +82,9 @@ class AdaMoERouters(nn.Module):
         router = self.layers[layer_index]
         logits = router.logits(hidden)  # [N, E+M]
         routing, probabilities, chosen = adamoe_routing(logits, router.num_real, self.top_k)
-        if layer_index == 0:  # a new forward pass
+        # NOTE: the statistics reset when layer 0 routes, so they describe one forward pass only when every
+        # forward starts at layer 0 (true for whole-model forwards, not for a policy called on one block).
+        if layer_index == 0:
             self.balance_losses, self.real_counts, self.logit_spreads = [], [], []
         self.balance_losses.append(balance_loss(probabilities, chosen, router.num_real))
         self.real_counts.append(real_experts_per_token(routing).detach())

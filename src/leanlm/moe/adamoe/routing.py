@@ -1,7 +1,7 @@
 """AdaMoE routing: top-k over real and null experts, and the load-balancing loss that governs null usage.
 
 A router with E real experts gains M null experts: M extra logits. Each token takes the top K of the E + M
-logits; a null expert in its top K computes nothing, so a token uses between 0 and K real experts. The real
+logits. A null expert in its top K computes nothing, so a token uses between 0 and K real experts. The real
 experts' weights are their softmax probabilities (softmax over all E + M) renormalised to sum to 1 over the
 real experts chosen; a token with no real expert divides by 1 and gets zero output.
 
@@ -10,6 +10,10 @@ the fraction of a batch's slots sent to expert i and P_i its mean probability, e
 expert's f_i is replaced by the mean of f over the M null experts. Which null expert takes a slot is then
 irrelevant, and the loss sees only how many slots go to null experts in total, which sets the average
 number of real experts per token.
+
+NOTE: on a model converted by `leanlm moe convert` every chosen real expert gets weight 1/r (r real experts
+chosen) times the checkpoint's expert scale k, so a token with fewer real experts than the base top-k has
+their sum scaled up by k / r. Whether dropping the null slots' share instead works better is not measured.
 
 Shapes: N tokens, E real experts, M null experts, K slots per token.
 """
@@ -45,7 +49,7 @@ def balance_loss(probabilities: torch.Tensor, chosen: torch.Tensor, num_real: in
     """Return the AdaMoE load-balancing loss of one layer (1.0 when usage and probabilities are uniform).
 
     `probabilities` [N, E + M] and `chosen` [N, K] come from `adamoe_routing`. The slot fractions f [E + M] are
-    counted over the batch (the token axis); the null experts' fractions are then averaged over the null
+    counted over the batch (the token axis). The null experts' fractions are then averaged over the null
     experts (the expert axis). Averaging over tokens instead would leave f unchanged and give the plain
     Switch loss, in which the split among null experts matters.
     """

@@ -2,9 +2,9 @@
 
 Each step runs the model over a batch of windows with every MoE layer routed by its null-expert router. The
 loss is next-token cross-entropy + w x the mean over layers of the AdaMoE balance loss. With a target for
-the average number of real experts per token, each layer's null bias then moves by a step proportional to
-(its average real experts - target) after every step: up when the layer uses too many real experts, which
-makes null experts win more slots, and down when it uses too few.
+the average number of real experts per token, each layer's null bias then moves after every step by a
+step proportional to (its average real experts - target). It moves up when the layer uses too many real
+experts, so null experts win more slots, and down when it uses too few.
 
 Shapes: N windows, B windows per step, T tokens, L MoE layers.
 """
