@@ -8,8 +8,9 @@
 4. Fallback: an item no stage resolves is answered from the question alone (zero-shot chain of thought).
 
 Items are tracked by id. Every call's input and output tokens are added to its item. Each finished item is
-appended to a JSONL file at once, so an interrupted run resumes without redoing finished items (open items
-start again from stage 1).
+appended to a JSONL file at once, and after each stage the open items are saved beside it, so an
+interrupted run resumes without redoing finished items or finished stages. A stage cut short runs again
+for its open items.
 """
 
 import json
@@ -82,45 +83,65 @@ class Sift:
     def run(
         self, items: Sequence[SiftItem], out: Path | None = None, progress: Callable[[int], None] | None = None
     ) -> list[ItemRecord]:
-        """Answer every item; append each finished record to `out` (JSONL) and skip items already there."""
+        """Answer every item; append each finished record to `out` (JSONL) and skip items already there.
+
+        After each stage the open items' records are saved beside `out` (see `open_items_path`), so a rerun
+        continues after the last finished stage instead of starting the open items again.
+        """
         _check_ids(items)
         finished = read_records(out) if out is not None else {}
         records = [ItemRecord(item.id, item.question, item.gold) for item in items if item.id not in finished]
         if progress and finished:
             progress(len(items) - len(records))
-        logger.info("SIFT: %d items, %d already finished", len(items), len(items) - len(records))
+        records, done_stages = _restore_open(out, records)
+        logger.info(
+            "SIFT: %d items, %d already finished, stages already run on the rest: %s",
+            len(items), len(items) - len(records), ", ".join(done_stages) or "none",
+        )
 
-        def finish(done: list[ItemRecord]) -> None:
-            _append(out, done)
+        for name, run_stage in self._stages():
+            if name in done_stages:
+                continue
+            resolved = run_stage(_open(records))
+            _append(out, resolved)
             if progress:
-                progress(len(done))
+                progress(len(resolved))
+            _save_open(out, name, done_stages, _open(records))
+        _clear_open(out)
 
-        # stage 1: a sticker from the question
-        self._stickers(records, prompts.STICKER, "stage1", _fields)
-        finish(self._consensus(records, "stage1"))
+        by_id = {r.id: r for r in records} | {key: ItemRecord(**data) for key, data in finished.items()}
+        return [by_id[item.id] for item in items]
 
-        # stage 2: the sticker fixed against the question
-        open_ = _open(records)
+    def _stages(self) -> list[tuple[str, Callable[[list[ItemRecord]], list[ItemRecord]]]]:
+        """Return each stage's name and a function that runs it on the open records and returns those it resolved."""
+        return [
+            ("stage1", self._stage1), ("stage2", self._stage2), ("stage3", self._stage3), (FALLBACK, self._fallback),
+        ]
+
+    def _stage1(self, open_: list[ItemRecord]) -> list[ItemRecord]:
+        """A sticker from the question, then consensus."""
+        self._stickers(open_, prompts.STICKER, "stage1", _fields)
+        return self._consensus(open_, "stage1")
+
+    def _stage2(self, open_: list[ItemRecord]) -> list[ItemRecord]:
+        """The stage-1 sticker fixed against the question, then consensus."""
         self._stickers(open_, prompts.REFINE_STICKER, "stage2", lambda r: _fields(r, sticker=r.stickers["stage1"]))
-        finish(self._consensus(open_, "stage2"))
+        return self._consensus(open_, "stage2")
 
-        # stage 3: a sticker written back from stage 2's reasoning, then fixed against the question
-        open_ = _open(records)
+    def _stage3(self, open_: list[ItemRecord]) -> list[ItemRecord]:
+        """A sticker written back from stage 2's reasoning, fixed against the question, then consensus."""
         self._stickers(
             open_, prompts.STICKER_FROM_REASONING, "inverse", lambda r: _fields(r, reasoning=r.reasoning["stage2"]), "stage3"
         )
         self._stickers(open_, prompts.REFINE_STICKER, "stage3", lambda r: _fields(r, sticker=r.stickers["inverse"]))
-        finish(self._consensus(open_, "stage3"))
+        return self._consensus(open_, "stage3")
 
-        # fallback: the question alone
-        open_ = _open(records)
+    def _fallback(self, open_: list[ItemRecord]) -> list[ItemRecord]:
+        """The question alone, as a zero-shot chain of thought."""
         replies = self._call(open_, prompts.ZERO_SHOT_COT, _fields, self.config.max_new_tokens, FALLBACK)
         for record, reply in zip(open_, replies):
             self._resolve(record, FALLBACK, extract_answer(reply))
-        finish(open_)
-
-        by_id = {r.id: r for r in records} | {key: ItemRecord(**data) for key, data in finished.items()}
-        return [by_id[item.id] for item in items]
+        return open_
 
     def _stickers(self, records, template, stage: str, fields, counted_in: str | None = None) -> None:
         """Ask for a sticker per record and keep its sticker block under `stickers[stage]`.
@@ -194,6 +215,49 @@ def read_records(path: Path) -> dict[str, dict]:
             raise DataSourceError(f"{path} line {number} is not JSON ({err}); fix or remove the line") from err
         records[record["id"]] = record
     return records
+
+
+def open_items_path(out: Path) -> Path:
+    """Return the file beside a records file that holds the open items between stages."""
+    return out.with_name(out.name + ".open.json")
+
+
+def _save_open(out: Path | None, stage: str, done_stages: list[str], open_records: list[ItemRecord]) -> None:
+    """Record that `stage` has run, with the open items' records, atomically."""
+    done_stages.append(stage)
+    if out is None:
+        return
+    path = open_items_path(out)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"stages": done_stages, "records": [asdict(r) for r in open_records]}))
+    partial.replace(path)
+
+
+def _restore_open(out: Path | None, records: list[ItemRecord]) -> tuple[list[ItemRecord], list[str]]:
+    """Return the open records and the stages already run on them, from the saved state when it fits.
+
+    The state fits when it names exactly the items that are still open. Otherwise it belongs to another run
+    (other items or another --n), and every open item starts again at stage 1.
+    """
+    if out is None or not open_items_path(out).is_file():
+        return records, []
+    try:
+        state = json.loads(open_items_path(out).read_text())
+        saved = [ItemRecord(**data) for data in state["records"]]
+        stages = list(state["stages"])
+    except (ValueError, KeyError, TypeError) as err:
+        logger.warning("ignoring %s, which cannot be read (%s); open items start again at stage 1", open_items_path(out), err)
+        return records, []
+    if {r.id for r in saved} != {r.id for r in records}:
+        logger.warning("ignoring %s: it is for other open items; they start again at stage 1", open_items_path(out))
+        return records, []
+    by_id = {r.id: r for r in saved}
+    return [by_id[r.id] for r in records], stages
+
+
+def _clear_open(out: Path | None) -> None:
+    if out is not None:
+        open_items_path(out).unlink(missing_ok=True)
 
 
 def _append(path: Path | None, records: list[ItemRecord]) -> None:

@@ -143,6 +143,48 @@ def test_resume_skips_cut_last_line(tmp_path):
     assert {item for _, item in backend.calls} == {"Q2"}
 
 
+class FailsAtKind(ScriptedBackend):
+    """A scripted backend that raises on the first request of one prompt kind, as an interrupt would."""
+
+    def __init__(self, script, kind: str):
+        super().__init__(script)
+        self.kind = kind
+
+    def chat(self, requests):
+        if any(_kind(request.messages[-1]["content"]) == self.kind for request in requests):
+            raise KeyboardInterrupt
+        return super().chat(requests)
+
+
+def test_resume_skips_finished_stages(tmp_path):
+    out = tmp_path / "sift.jsonl"
+    straight = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)
+    script = script_agreeing_at(AGREE_AT)  # one script for both runs: it counts each item's sticker rounds
+    with pytest.raises(KeyboardInterrupt):  # stops at stage 3's first call, after stages 1 and 2
+        Sift(FailsAtKind(script, "inverse")).run(ITEMS, out)
+
+    backend = ScriptedBackend(script)
+    resumed = Sift(backend).run(ITEMS, out)
+
+    assert {kind for kind, _ in backend.calls} == {"inverse", "refine", "alone", "both", "zero_shot"}
+    assert {item for _, item in backend.calls} == {"Q3", "Q4"}
+    assert [r.stage for r in resumed] == [r.stage for r in straight]
+    assert [r.tokens_by_stage for r in resumed] == [r.tokens_by_stage for r in straight]
+    assert not (tmp_path / "sift.jsonl.open.json").exists()
+
+
+def test_open_state_of_other_items_is_ignored(tmp_path):
+    out = tmp_path / "sift.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        Sift(FailsAtKind(script_agreeing_at(AGREE_AT), "refine")).run(ITEMS[2:], out)  # saves after stage 1
+
+    backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
+    records = Sift(backend).run(ITEMS[1:], out)  # another item set: b, c, d are open
+
+    assert ("sticker", "Q2") in backend.calls and ("sticker", "Q3") in backend.calls
+    assert [r.stage for r in records] == ["stage2", "stage3", "fallback"]
+
+
 def test_duplicate_ids_rejected():
     with pytest.raises(InvalidArgumentError, match="appears twice"):
         Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run([SiftItem("a", "Q1"), SiftItem("a", "Q2")])
