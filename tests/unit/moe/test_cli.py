@@ -108,3 +108,57 @@ def test_non_llama_model(capsys, tmp_path):
 
     assert code == 2
     assert "supports Llama-architecture models" in error_line(err)
+
+
+@pytest.fixture(scope="module")
+def converted_dir(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("converted") / "moe"
+    main_args = ["moe", "convert", "--model", str(model_dir), "--experts", "4", "--top-k", "2", "--out", str(out),
+                 "--eval-windows", "0", *SMALL]
+    try:
+        main(main_args)
+    except SystemExit as exit_info:
+        assert exit_info.code == 0
+    return out
+
+
+def test_fit_adamoe_then_eval_with_it(capsys, converted_dir, tmp_path):
+    out = tmp_path / "adamoe"
+    code, stdout, _ = run_cli(
+        capsys, "moe", "fit", "adamoe", "-m", str(converted_dir), "--null-experts", "2", "--top-k", "3",
+        "--target-real", "1.5", "--steps", "2", "--batch", "1", "--window", "32", "--calibration-windows", "3",
+        "--out", str(out),
+    )
+    assert code == 0
+    assert "real experts per token" in stdout
+    assert json.loads((out / "config.json").read_text())["kind"] == "adamoe"
+
+    code, stdout, _ = run_cli(
+        capsys, "eval", "ppl", "-m", str(converted_dir), "--adamoe", str(out), "--window", "32", "--max-windows", "2",
+    )
+    assert code == 0
+    assert "AdaMoE:" in stdout
+
+
+def test_adamoe_artifact_of_another_model_is_one_error_line(capsys, converted_dir, model_dir, tmp_path):
+    out = tmp_path / "adamoe"
+    run_cli(
+        capsys, "moe", "fit", "adamoe", "-m", str(converted_dir), "--steps", "0", "--top-k", "3", "--window", "32",
+        "--calibration-windows", "2", "--out", str(out),
+    )
+    code, _, err = run_cli(capsys, "eval", "ppl", "-m", str(model_dir), "--adamoe", str(out), "--window", "32", "--max-windows", "1")
+
+    assert code == 2
+    assert str(out) in error_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--top-k", "0"], "top-k"),
+    (["--null-experts", "-1"], "null experts"),
+    (["--top-k", "30"], "exceeds"),
+])
+def test_bad_adamoe_settings_are_one_error_line(capsys, converted_dir, tmp_path, args, message):
+    code, _, err = run_cli(capsys, "moe", "fit", "adamoe", "-m", str(converted_dir), "--out", str(tmp_path / "a"), *args)
+
+    assert code == 2
+    assert message in error_line(err)
