@@ -44,9 +44,9 @@ class SiftBenchConfig:
                 f"unknown reasoning set(s) {', '.join(unknown)}; use names from: {', '.join(REASONING_DATASETS)}"
             )
         if self.screen_items < 1 or self.n < 1:
-            raise InvalidArgumentError(f"screen_items and n must be positive, got {self.screen_items} and {self.n}")
+            raise InvalidArgumentError(f"--screen-items and --n must be positive, got {self.screen_items} and {self.n}")
         if not 0.0 <= self.threshold < 1.0:
-            raise InvalidArgumentError(f"threshold must be in [0, 1), got {self.threshold}")
+            raise InvalidArgumentError(f"--threshold must be in [0, 1), got {self.threshold}")
 
 
 def bench_sift(backend: ChatBackend, config: SiftBenchConfig, stage: Stage) -> dict:
@@ -78,6 +78,12 @@ def bench_sift(backend: ChatBackend, config: SiftBenchConfig, stage: Stage) -> d
         ],
         "datasets": details,
         "config": _plain(config),
+        "definitions": {
+            "sift_stageN": "SIFT stopped after stage N: items resolved by stages 1..N take SIFT's answer, the rest the "
+            "zero-shot chain of thought (SIFT's fallback); tokens include that chain for the unresolved items",
+            "self_consistency": "majority vote over as many sampled chains as fit in SIFT's tokens per item",
+            "chosen": "run because its screening accuracy exceeds the threshold, or because --datasets named it",
+        },
     }
 
 
@@ -85,7 +91,7 @@ def _screen(backend: ChatBackend, config: SiftBenchConfig, stage: Stage) -> dict
     """Return zero-shot chain-of-thought accuracy per candidate set, reading earlier screenings from the work dir."""
     path = config.work_dir / "screening.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
-    key = f"{config.screen_items}-{config.screen_seed}-{config.sift.max_new_tokens}"
+    key = f"items={config.screen_items} seed={config.screen_seed} max_new_tokens={config.sift.max_new_tokens}"
     done = done.get(key, {})
 
     with stage("screening", len(config.candidates)) as advance:
@@ -112,7 +118,8 @@ def _save_screening(path: Path, key: str, accuracies: dict[str, float]) -> None:
 def _run_set(backend: ChatBackend, config: SiftBenchConfig, name: str, stage: Stage) -> tuple[dict, int]:
     directory = config.work_dir / f"{name}-n{config.n}-seed{config.seed}-tokens{config.sift.max_new_tokens}"
     items = _items(name, config.n, config.seed)
-    records, baselines = run_with_baselines(backend, items, directory, config.sift, stage)
+    settings = {"dataset": name, "n": config.n, "seed": config.seed}
+    records, baselines = run_with_baselines(backend, items, directory, config.sift, stage, settings=settings)
     return summarize(records, baselines), baselines["self_consistency_samples"]
 
 

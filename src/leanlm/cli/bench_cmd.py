@@ -104,7 +104,9 @@ def kv(
 def sift(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local: registry name, file or directory. HTTP: the server's model name."),
     backend: str = typer.Option("local", help="'local' for the leanlm model, or the base URL of an OpenAI-compatible server."),
-    datasets: str | None = typer.Option(None, help="Comma-separated sets to run SIFT on; default: those that pass the screening."),
+    datasets: str | None = typer.Option(
+        None, help="Comma-separated sets to run SIFT on, screened alone; default: every set, run where it passes the screening."
+    ),
     n: int = typer.Option(200, "--n", help="Items per set."),
     screen_items: int = typer.Option(50, help="Items per candidate set in the zero-shot screening."),
     threshold: float = typer.Option(0.20, help="Zero-shot screening accuracy a set must exceed to be run."),
@@ -122,9 +124,11 @@ def sift(
     from leanlm.sift.pipeline import SiftConfig
 
     check_json_path(json_path)
+    chosen = tuple(datasets.split(",")) if datasets else None
     config = SiftBenchConfig(
         work_dir=work or leanlm_home() / "bench" / "sift" / _safe_name(model),
-        datasets=tuple(datasets.split(",")) if datasets else None,
+        datasets=chosen,
+        **({"candidates": chosen} if chosen else {}),  # named sets are screened alone, for the record
         screen_items=screen_items, threshold=threshold, n=n,
         sift=SiftConfig(max_new_tokens=max_new_tokens, sticker_tokens=128),
     )
@@ -134,7 +138,7 @@ def sift(
     screening = ", ".join(f"{row['dataset']} {row['zero_shot_accuracy']:.2f}" for row in payload["screening"])
     console.print(f"zero-shot screening ({screen_items} items each): {screening}", highlight=False)
     table = Table(title=f"SIFT and baselines on {model} ({n} items per set)")
-    for column in ("set", *METHODS, "sticker format"):
+    for column in ("set", "zero-shot CoT", "SIFT stage 1", "SIFT stage 2", "SIFT stage 3", "self-consistency", "sticker format"):
         table.add_column(column, justify="right")
     for name, details in payload["datasets"].items():
         rows = {row["method"]: row for row in payload["rows"] if row["dataset"] == name}

@@ -18,7 +18,8 @@ def run(
     seed: int = typer.Option(0, help="Seed of the generated items."),
     backend: str = typer.Option("local", help="'local' for the leanlm model, or the base URL of an OpenAI-compatible server."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local: registry name, file or directory. HTTP: the server's model name."),
-    max_new_tokens: int = typer.Option(512, help="Tokens per prediction."),
+    max_new_tokens: int = typer.Option(512, help="Tokens per prediction (and per zero-shot chain of thought)."),
+    sticker_tokens: int = typer.Option(256, help="Tokens per sticker request."),
     batch_size: int = typer.Option(8, help="Local backend: requests per generation batch."),
     concurrency: int = typer.Option(8, help="HTTP backend: requests in flight at once."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="HTTP backend: environment variable that contains the API key."),
@@ -33,10 +34,11 @@ def run(
     from leanlm.sift.pipeline import SiftConfig, SiftItem
 
     check_output_path(out / RECORDS_FILE, "--out")
-    config = SiftConfig(max_new_tokens=max_new_tokens)
+    config = SiftConfig(max_new_tokens=max_new_tokens, sticker_tokens=sticker_tokens)
     items = [SiftItem(task.id, task.question, task.answer) for task in reasoning_tasks(dataset, n, seed)]
     with chat_backend(backend, model, batch_size, concurrency, api_key_env) as chat:
-        records, baseline_records = run_with_baselines(chat, items, out, config, progress_bar, baselines)
+        settings = {"dataset": dataset, "n": n, "seed": seed, "model": model, "backend": backend}
+        records, baseline_records = run_with_baselines(chat, items, out, config, progress_bar, baselines, settings)
     _print_summary(records, baseline_records)
 
 
@@ -66,7 +68,7 @@ def _print_summary(records, baselines: dict | None = None) -> dict:
         tokens = "" if row["tokens_per_item"] is None else f", {row['tokens_per_item']:.0f} tokens per item"
         console.print(f"{row['method']}: accuracy {accuracy}{tokens}", highlight=False)
     console.print(
-        f"{summary['items']} items; stage-1 stickers in format {summary['sticker_format_rate']:.2f}; resolved by stage: "
+        f"{summary['items']} item{'' if summary['items'] == 1 else 's'}; stage-1 stickers in format {summary['sticker_format_rate']:.2f}; resolved by stage: "
         + ", ".join(f"{stage} {count}" for stage, count in summary["resolved_by_stage"].items()),
         highlight=False,
     )

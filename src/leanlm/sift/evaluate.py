@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 
+from leanlm.errors import DataSourceError, InvalidArgumentError
 from leanlm.runtime.backends import ChatBackend
 from leanlm.sift.baselines import samples_for_budget, self_consistency, zero_shot_cot
 from leanlm.sift.pipeline import (
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "sift.jsonl"
 BASELINES_FILE = "baselines.json"
+SETTINGS_FILE = "run.json"
 
 # stage(description, total) opens a progress display and yields an advance(n) callback
 Stage = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -40,12 +42,16 @@ def run_with_baselines(
     config: SiftConfig,
     stage: Stage,
     baselines: bool = True,
+    settings: dict | None = None,
 ) -> tuple[list[ItemRecord], dict | None]:
     """Run SIFT, then (unless `baselines` is False or they are already there) the two baselines.
 
     Self-consistency samples as many chains of thought per item as fit in SIFT's tokens per item.
+    `settings` (such as dataset, model and seed) are stored with the run together with `config`, and a rerun
+    into the same directory with other settings raises InvalidArgumentError rather than mixing two runs.
     Returns SIFT's records and the baselines as written to `baselines.json` (None when not run).
     """
+    check_settings(directory, (settings or {}) | {"sift": asdict(config)})
     with stage("SIFT", len(items)) as advance:
         records = Sift(backend, config).run(items, directory / RECORDS_FILE, progress=advance)
 
@@ -77,7 +83,32 @@ def _run_baselines(backend, items, records, max_new_tokens: int, stage: Stage) -
 def read_baselines(directory: Path) -> dict | None:
     """Return the baselines of a run directory, or None when it has none."""
     path = directory / BASELINES_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise DataSourceError(f"{path} is not valid JSON ({err}); delete it and rerun to run the baselines again") from err
+
+
+def check_settings(directory: Path, settings: dict) -> None:
+    """Store a run's settings in its directory, or raise InvalidArgumentError if the directory has other ones.
+
+    A directory from before settings were stored is accepted, and its settings are stored now.
+    """
+    path = directory / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings))  # the JSON form, so tuples and lists compare equal
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        changed = sorted(key for key in stored.keys() | settings.keys() if stored.get(key) != settings.get(key))
+        if changed:
+            details = "; ".join(f"{key}: {stored.get(key)!r} before, {settings.get(key)!r} now" for key in changed)
+            raise InvalidArgumentError(
+                f"{directory} contains a run with other settings ({details}); rerun with the same settings to "
+                "resume it, or choose a new output directory"
+            )
+        return
+    _write_json(path, settings)
 
 
 def _write_json(path: Path, payload: dict) -> None:

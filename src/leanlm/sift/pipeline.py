@@ -47,7 +47,7 @@ class SiftConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.sticker_tokens < 1:
             raise InvalidArgumentError(
-                "max_new_tokens and sticker_tokens must be positive, "
+                "max_new_tokens (--max-new-tokens) and sticker_tokens (--sticker-tokens) must be positive, "
                 f"got {self.max_new_tokens} and {self.sticker_tokens}"
             )
 
@@ -60,6 +60,8 @@ class ItemRecord:
     question: str
     gold: str | None
     stickers: dict[str, str | None] = field(default_factory=dict)  # stage -> sticker (None: no sticker block)
+    # stage -> the whole reply, kept only where no sticker could be read from it, to show what the model wrote
+    unformatted_stickers: dict[str, str] = field(default_factory=dict)
     # stage -> {"sticker": answer from the sticker alone, "question_and_sticker": answer from both}
     predictions: dict[str, dict[str, str | None]] = field(default_factory=dict)
     reasoning: dict[str, str] = field(default_factory=dict)  # stage -> the question + sticker reply
@@ -151,6 +153,8 @@ class Sift:
         replies = self._call(records, template, fields, self.config.sticker_tokens, counted_in or stage)
         for record, reply in zip(records, replies):
             record.stickers[stage] = extract_sticker(reply)
+            if record.stickers[stage] is None:
+                record.unformatted_stickers[stage] = reply
 
     def _consensus(self, records: list[ItemRecord], stage: str) -> list[ItemRecord]:
         """Predict from the sticker alone and from question + sticker; return the items whose answers agree."""

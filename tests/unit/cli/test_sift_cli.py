@@ -111,3 +111,27 @@ def test_report_stagewise_with_baselines(capsys, tmp_path):
         "sift": 1.0, "zero_shot_cot": 0.0, "sift_stage1": 0.5, "sift_stage2": 1.0, "sift_stage3": 1.0,
         "self_consistency": 0.5,
     }
+
+
+def test_report_on_corrupt_baselines_is_one_error_line(capsys, tmp_path):
+    from dataclasses import asdict
+
+    record = ItemRecord("a", "q", "1", stage="stage1", answer="1", correct=True, input_tokens=3, output_tokens=1)
+    (tmp_path / "sift.jsonl").write_text(json.dumps(asdict(record)) + "\n")
+    (tmp_path / "baselines.json").write_text('{"zero_shot_cot": [')
+
+    code, _, err = run_cli(capsys, "sift", "report", str(tmp_path))
+
+    assert code == 2
+    assert "baselines.json is not valid JSON" in error_line(err)
+
+
+def test_rerun_with_other_settings_is_rejected(tmp_path):
+    from leanlm.errors import InvalidArgumentError
+    from leanlm.sift.evaluate import check_settings
+
+    check_settings(tmp_path, {"dataset": "small-gcd", "n": 2, "sift": {"max_new_tokens": 32}})
+    check_settings(tmp_path, {"dataset": "small-gcd", "n": 2, "sift": {"max_new_tokens": 32}})  # same: accepted
+
+    with pytest.raises(InvalidArgumentError, match="sift: .*32.* before"):
+        check_settings(tmp_path, {"dataset": "small-gcd", "n": 2, "sift": {"max_new_tokens": 16}})

@@ -203,3 +203,19 @@ def test_missing_sticker_never_resolves():
     assert record.stickers["stage1"] is None
     assert record.stage == "fallback"
     assert record.answer == "41"
+
+
+def test_unformatted_sticker_reply_is_kept():
+    scripted = script_agreeing_at(AGREE_AT)
+
+    def script(kind, item):
+        if kind == "alone" and not item:  # a prompt built from the missing sticker names no item
+            return "\\boxed{7}"
+        reply = scripted(kind, item)  # also counts the item's sticker rounds
+        return "I will just solve it: \\boxed{1}" if kind == "sticker" else reply
+
+    record = Sift(ScriptedBackend(script)).run(ITEMS[:1])[0]
+
+    assert record.stickers["stage1"] is None
+    assert record.unformatted_stickers["stage1"] == "I will just solve it: \\boxed{1}"
+    assert "stage2" not in record.unformatted_stickers  # the refined sticker was in format
