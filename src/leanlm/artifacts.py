@@ -8,6 +8,7 @@ renamed into place, so an interrupted save never leaves a half-written artifact.
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,9 @@ def save_artifact(
     """
     directory = Path(directory)
     check_replaceable(directory)
-    tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
     header = {"kind": kind, "leanlm_version": __version__, "base_model": base_model, "base_fingerprint": base_fingerprint}
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
         tmp.mkdir()
         _write_json(tmp / CONFIG_FILE, header | config)
         _write_json(tmp / REPORT_FILE, report)
@@ -60,7 +59,20 @@ def save_artifact(
             save_file(named, str(tmp / f"{stem}.safetensors"))
             _match_json_mode(tmp / f"{stem}.safetensors", tmp / CONFIG_FILE)
 
-        # swap in the new directory; the old one, if any, is removed only after the rename succeeded
+    return write_directory(directory, fill, "the artifact")
+
+
+def write_directory(directory: Path, fill: Callable[[Path], None], what: str) -> Path:
+    """Write a directory atomically: `fill(tmp)` creates and fills a temporary directory, which then replaces
+    `directory`. The old directory, if any, is removed only after the rename succeeded.
+
+    Raises ArtifactError naming `what` when the file system refuses.
+    """
+    tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        fill(tmp)
         old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
         if directory.exists():
             os.replace(directory, old)
@@ -68,7 +80,7 @@ def save_artifact(
         shutil.rmtree(old, ignore_errors=True)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ArtifactError(f"cannot write the artifact to {directory} ({err.strerror}); choose a writable path") from err
+        raise ArtifactError(f"cannot write {what} to {directory} ({err.strerror}); choose a writable path") from err
     return directory
 
 

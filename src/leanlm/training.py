@@ -9,7 +9,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -90,3 +92,47 @@ def checkpoint_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
     except KeyboardInterrupt:
         save()
         raise
+
+
+def train_steps(
+    model: torch.nn.Module,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Adam,
+    steps: int,
+    step_loss: Callable[[int], tuple[torch.Tensor, Any]],
+    stats_type: type,
+    *,
+    after_step: Callable[[], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 20,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """Train `module` with `model` frozen; return every step's figures, resumed ones included.
+
+    `step_loss(step)` returns the loss to minimise and the step's figures, a dataclass of `stats_type`.
+    `after_step` runs after each optimiser step. A checkpoint is written every `checkpoint_every` steps,
+    at the end, and when Ctrl-C interrupts a step, and a rerun with the same `checkpoint_dir` resumes.
+    """
+    start, history = resume_checkpoint(checkpoint_dir, module, optimizer) if checkpoint_dir else (0, [])
+    stats = [stats_type(**row) for row in history]
+    if progress and start:
+        progress(start)
+
+    def save() -> None:
+        if checkpoint_dir:
+            save_checkpoint(checkpoint_dir, module, optimizer, len(stats), [asdict(s) for s in stats])
+
+    with frozen_model(model), checkpoint_on_interrupt(save):
+        for step in range(start, steps):
+            loss, step_stats = step_loss(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            stats.append(step_stats)
+            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+                save()
+            if progress:
+                progress(1)
+    return stats

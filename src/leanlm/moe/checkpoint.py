@@ -9,13 +9,17 @@ The directory is written under a temporary name and renamed into place.
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from transformers import GraniteMoeForCausalLM
 
 from leanlm import __version__
-from leanlm.artifacts import CONFIG_FILE, REPORT_FILE, check_replaceable
+from leanlm.artifacts import (
+    CONFIG_FILE,
+    REPORT_FILE,
+    check_replaceable,
+    write_directory,
+)
 from leanlm.errors import ArtifactError
 from leanlm.models.loader import LoadedModel
 
@@ -41,11 +45,9 @@ def save_moe_checkpoint(directory: Path, model: GraniteMoeForCausalLM, loaded: L
     """Write model, tokenizer, header and report to `directory` atomically, replacing an earlier converted MoE."""
     directory = Path(directory)
     check_moe_output(directory)
-    tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
     header = {"kind": KIND, "leanlm_version": __version__, "base_model": loaded.name, "base_fingerprint": loaded.fingerprint}
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         if loaded.tokenizer is not None:
             loaded.tokenizer.save_pretrained(tmp)
@@ -54,15 +56,7 @@ def save_moe_checkpoint(directory: Path, model: GraniteMoeForCausalLM, loaded: L
         _write_json(tmp / REPORT_FILE, report)
         _match_mode(tmp, config_path)
 
-        # swap in the new directory; the old one, if any, is removed only after the rename succeeded
-        old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ArtifactError(f"cannot write the converted model to {directory} ({err.strerror}); choose a writable path") from err
+    write_directory(directory, fill, "the converted model")
     logger.info("wrote converted MoE to %s", directory)
     return directory
 

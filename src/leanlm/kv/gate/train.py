@@ -11,7 +11,7 @@ Shapes: N windows, T tokens, Hkv KV heads.
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,12 +23,7 @@ from leanlm.kv.gate.module import AttentionGates
 from leanlm.runtime.keep_hooks import keep_decisions_enabled
 from leanlm.runtime.kv_attention import kv_attention_enabled
 from leanlm.runtime.token_eviction import KeepDecision
-from leanlm.training import (
-    checkpoint_on_interrupt,
-    frozen_model,
-    resume_checkpoint,
-    save_checkpoint,
-)
+from leanlm.training import train_steps
 
 logger = logging.getLogger(__name__)
 
@@ -84,28 +79,15 @@ def train_gates(
     A checkpoint is written every `checkpoint_every` steps, at the end, and when Ctrl-C interrupts a step.
     """
     optimizer = torch.optim.Adam(gates.parameters(), lr=config.learning_rate)
-    start, history = resume_checkpoint(checkpoint_dir, gates, optimizer) if checkpoint_dir else (0, [])
-    stats = [StepStats(**row) for row in history]
-    if progress and start:
-        progress(start)
 
-    def save() -> None:
-        if checkpoint_dir:
-            save_checkpoint(checkpoint_dir, gates, optimizer, len(stats), [asdict(s) for s in stats])
+    def step_loss(step: int):
+        window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
+        return gate_loss(model, gates, window, config)
 
-    with frozen_model(model), checkpoint_on_interrupt(save):
-        for step in range(start, config.steps):
-            window = windows[step % windows.shape[0]].unsqueeze(0).to(model.device)  # [1, T]
-            loss, step_stats = gate_loss(model, gates, window, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            stats.append(step_stats)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                save()
-            if progress:
-                progress(1)
-    return stats
+    return train_steps(
+        model, gates, optimizer, config.steps, step_loss, StepStats,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every, progress=progress,
+    )
 
 
 def eviction_loss(keep_rates: torch.Tensor, target_keep: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ Shapes: N windows, B windows per step, T tokens, L MoE layers.
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 from leanlm.errors import InvalidArgumentError
 from leanlm.moe.adamoe.router import AdaMoERouters
 from leanlm.runtime.moe import moe_runtime
-from leanlm.training import checkpoint_on_interrupt, frozen_model, resume_checkpoint, save_checkpoint
+from leanlm.training import train_steps
 
 logger = logging.getLogger(__name__)
 
@@ -75,30 +75,19 @@ def train_routers(
     """
     trainable = [p for p in routers.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
-    start, history = resume_checkpoint(checkpoint_dir, routers, optimizer) if checkpoint_dir else (0, [])
-    stats = [StepStats(**row) for row in history]
-    if progress and start:
-        progress(start)
 
-    def save() -> None:
-        if checkpoint_dir:
-            save_checkpoint(checkpoint_dir, routers, optimizer, len(stats), [asdict(s) for s in stats])
+    def step_loss(step: int):
+        batch = _batch(windows, step, config.batch).to(model.device)  # [B, T]
+        return adamoe_loss(model, routers, batch, config.balance_weight)
 
-    with frozen_model(model), checkpoint_on_interrupt(save):
-        for step in range(start, config.steps):
-            batch = _batch(windows, step, config.batch).to(model.device)  # [B, T]
-            loss, step_stats = adamoe_loss(model, routers, batch, config.balance_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if config.target_real is not None:
-                steer_null_bias(routers, config.target_real, config.bias_rate)
-            stats.append(step_stats)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                save()
-            if progress:
-                progress(1)
-    return stats
+    def steer() -> None:
+        if config.target_real is not None:
+            steer_null_bias(routers, config.target_real, config.bias_rate)
+
+    return train_steps(
+        model, routers, optimizer, config.steps, step_loss, StepStats, after_step=steer,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every, progress=progress,
+    )
 
 
 def adamoe_loss(model: PreTrainedModel, routers: AdaMoERouters, batch: torch.Tensor, balance_weight: float):
