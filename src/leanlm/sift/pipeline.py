@@ -232,6 +232,7 @@ def _save_open(out: Path | None, stage: str, done_stages: list[str], open_record
     if out is None:
         return
     path = open_items_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps({"stages": done_stages, "records": [asdict(r) for r in open_records]}))
     partial.replace(path)

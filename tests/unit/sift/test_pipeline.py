@@ -157,7 +157,7 @@ class FailsAtKind(ScriptedBackend):
 
 
 def test_resume_skips_finished_stages(tmp_path):
-    out = tmp_path / "sift.jsonl"
+    out = tmp_path / "new-directory" / "sift.jsonl"  # the state is saved before any record is
     straight = Sift(ScriptedBackend(script_agreeing_at(AGREE_AT))).run(ITEMS)
     script = script_agreeing_at(AGREE_AT)  # one script for both runs: it counts each item's sticker rounds
     with pytest.raises(KeyboardInterrupt):  # stops at stage 3's first call, after stages 1 and 2
@@ -170,7 +170,7 @@ def test_resume_skips_finished_stages(tmp_path):
     assert {item for _, item in backend.calls} == {"Q3", "Q4"}
     assert [r.stage for r in resumed] == [r.stage for r in straight]
     assert [r.tokens_by_stage for r in resumed] == [r.tokens_by_stage for r in straight]
-    assert not (tmp_path / "sift.jsonl.open.json").exists()
+    assert not (tmp_path / "new-directory" / "sift.jsonl.open.json").exists()
 
 
 def test_open_state_of_other_items_is_ignored(tmp_path):
