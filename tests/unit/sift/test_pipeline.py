@@ -219,3 +219,12 @@ def test_unformatted_sticker_reply_is_kept():
     assert record.stickers["stage1"] is None
     assert record.unformatted_stickers["stage1"] == "I will just solve it: \\boxed{1}"
     assert "stage2" not in record.unformatted_stickers  # the refined sticker was in format
+
+
+def test_state_saved_before_any_item_finishes(tmp_path):
+    out = tmp_path / "new-directory" / "sift.jsonl"
+    with pytest.raises(KeyboardInterrupt):  # Q4 never agrees, so nothing is finished when stage 2 starts
+        Sift(FailsAtKind(script_agreeing_at(AGREE_AT), "refine")).run(ITEMS[3:], out)
+
+    assert json.loads((tmp_path / "new-directory" / "sift.jsonl.open.json").read_text())["stages"] == ["stage1"]
+    assert not out.exists()
