@@ -157,22 +157,31 @@ class Sift:
                 record.unformatted_stickers[stage] = reply
 
     def _consensus(self, records: list[ItemRecord], stage: str) -> list[ItemRecord]:
-        """Predict from the sticker alone and from question + sticker; return the items whose answers agree."""
+        """Predict from the sticker alone and from question + sticker; return the items whose answers agree.
+
+        An item without a sticker block gets no sticker-alone prediction: with no facts to solve from, its
+        answer could never count as consensus, so the call would only spend tokens.
+        """
         tokens = self.config.max_new_tokens
-        alone = self._call(records, prompts.PREDICT_FROM_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens, stage)
+        with_sticker = [r for r in records if r.stickers[stage] is not None]
+        alone_replies = self._call(
+            with_sticker, prompts.PREDICT_FROM_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens, stage
+        )
+        alone = {r.id: reply for r, reply in zip(with_sticker, alone_replies)}
         both = self._call(
             records, prompts.PREDICT_FROM_QUESTION_AND_STICKER, lambda r: _fields(r, sticker=r.stickers[stage]), tokens, stage
         )
+
         resolved = []
-        for record, alone_reply, both_reply in zip(records, alone, both):
-            alone_answer, both_answer = extract_answer(alone_reply), extract_answer(both_reply)
+        for record, both_reply in zip(records, both):
+            alone_answer = extract_answer(alone[record.id]) if record.id in alone else None
+            both_answer = extract_answer(both_reply)
             record.predictions[stage] = {"sticker": alone_answer, "question_and_sticker": both_answer}
             record.reasoning[stage] = both_reply
-            # without a sticker block the sticker-alone prediction saw no facts, so its agreement means nothing
-            if record.stickers[stage] is not None and answers_equal(both_answer, alone_answer):
+            if record.id in alone and answers_equal(both_answer, alone_answer):
                 self._resolve(record, stage, both_answer)
                 resolved.append(record)
-        logger.info("SIFT %s: %d of %d items agree", stage, len(resolved), len(records))
+        logger.info("SIFT %s: %d of %d items agree (%d had a sticker)", stage, len(resolved), len(records), len(with_sticker))
         return resolved
 
     def _call(self, records: list[ItemRecord], template, fields, max_new_tokens: int, stage: str) -> list[str]:

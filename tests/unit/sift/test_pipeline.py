@@ -198,11 +198,14 @@ def test_missing_sticker_never_resolves():
             return "I will just solve it: the answer is 42."
         return "\\boxed{42}" if kind in ("alone", "both") else "\\boxed{41}"
 
-    record = Sift(ScriptedBackend(reply)).run([SiftItem("a", "Q1", "42")])[0]
+    backend = ScriptedBackend(reply)
+    record = Sift(backend).run([SiftItem("a", "Q1", "42")])[0]
 
     assert record.stickers["stage1"] is None
     assert record.stage == "fallback"
     assert record.answer == "41"
+    assert "alone" not in {kind for kind, _ in backend.calls}  # no facts, so no sticker-alone prediction
+    assert record.calls == 8  # per stage: sticker and question + sticker (stage 3 two stickers); then the fallback
 
 
 def test_unformatted_sticker_reply_is_kept():
