@@ -121,17 +121,17 @@ class Sift:
         ]
 
     def _stage1(self, open_: list[ItemRecord]) -> list[ItemRecord]:
-        """A sticker from the question, then consensus."""
+        """Write a sticker from the question, then check consensus."""
         self._stickers(open_, prompts.STICKER, "stage1", _fields)
         return self._consensus(open_, "stage1")
 
     def _stage2(self, open_: list[ItemRecord]) -> list[ItemRecord]:
-        """The stage-1 sticker fixed against the question, then consensus."""
+        """Fix the stage-1 sticker against the question, then check consensus."""
         self._stickers(open_, prompts.REFINE_STICKER, "stage2", lambda r: _fields(r, sticker=r.stickers["stage1"]))
         return self._consensus(open_, "stage2")
 
     def _stage3(self, open_: list[ItemRecord]) -> list[ItemRecord]:
-        """A sticker written back from stage 2's reasoning, fixed against the question, then consensus."""
+        """Write a sticker back from stage 2's reasoning, fix it against the question, then check consensus."""
         self._stickers(
             open_, prompts.STICKER_FROM_REASONING, "inverse", lambda r: _fields(r, reasoning=r.reasoning["stage2"]), "stage3"
         )
@@ -139,7 +139,7 @@ class Sift:
         return self._consensus(open_, "stage3")
 
     def _fallback(self, open_: list[ItemRecord]) -> list[ItemRecord]:
-        """The question alone, as a zero-shot chain of thought."""
+        """Answer from the question alone, as a zero-shot chain of thought."""
         replies = self._call(open_, prompts.ZERO_SHOT_COT, _fields, self.config.max_new_tokens, FALLBACK)
         for record, reply in zip(open_, replies):
             self._resolve(record, FALLBACK, extract_answer(reply))
@@ -231,7 +231,7 @@ def read_records(path: Path) -> dict[str, dict]:
 
 
 def open_items_path(out: Path) -> Path:
-    """Return the file beside a records file that holds the open items between stages."""
+    """Return the file beside a records file that contains the open items between stages."""
     return out.with_name(out.name + ".open.json")
 
 

@@ -35,7 +35,7 @@ class KnowsOneSet(ChatBackend):
         return ChatReply(f"{sticker}\nSo the answer is \\boxed{{{answer}}}.", 11, 5, "stop")
 
 
-class Refuses(ChatBackend):
+class FailingBackend(ChatBackend):
     def chat(self, requests):
         raise AssertionError("a rerun must not call the model")
 
@@ -49,8 +49,10 @@ def test_screening_chooses_sets_above_threshold(tmp_path):
     payload = bench_sift(KnowsOneSet(SOLVED), config(tmp_path), no_progress)
 
     screening = {row["dataset"]: row for row in payload["screening"]}
-    assert screening[SOLVED]["zero_shot_accuracy"] == 1.0 and screening[SOLVED]["chosen"]
-    assert screening[UNSOLVED]["zero_shot_accuracy"] == 0.0 and not screening[UNSOLVED]["chosen"]
+    assert screening[SOLVED]["zero_shot_accuracy"] == 1.0
+    assert screening[SOLVED]["chosen"]
+    assert screening[UNSOLVED]["zero_shot_accuracy"] == 0.0
+    assert not screening[UNSOLVED]["chosen"]
     assert [(row["dataset"], row["method"]) for row in payload["rows"]] == [(SOLVED, m) for m in METHODS]
 
 
@@ -71,7 +73,7 @@ def test_rows_carry_accuracy_tokens_and_n(tmp_path):
 
 def test_rerun_reuses_every_finished_stage(tmp_path):
     first = bench_sift(KnowsOneSet(SOLVED), config(tmp_path), no_progress)
-    second = bench_sift(Refuses(), config(tmp_path), no_progress)
+    second = bench_sift(FailingBackend(), config(tmp_path), no_progress)
 
     assert second["rows"] == first["rows"]
     assert second["screening"] == first["screening"]

@@ -28,7 +28,7 @@ def test_zero_null_experts_equal_the_base(kind):
     assert routers.avg_real_experts() == TOP_K
 
 
-def test_scaled_router_gives_the_base_logits_bit_for_bit():
+def test_scaled_router_logits_bit_exact():
     model = build_moe_model("granitemoe")
     layer = find_moe_layers(model)[0]
     scale = 2.0**-40
@@ -41,7 +41,7 @@ def test_scaled_router_gives_the_base_logits_bit_for_bit():
     assert torch.equal(routers.layers[0].logits(hidden), layer.adapter.router_logits(layer.block, hidden))
 
 
-def test_token_routed_only_to_null_experts_gets_zero_output():
+def test_all_null_token_zero_output():
     model = build_moe_model("mixtral")
     layer = find_moe_layers(model)[0]
     routers = null_expert_routers(model, num_null=2, top_k=2)
@@ -66,7 +66,7 @@ def test_null_rows_start_as_copies_of_real_rows():
         assert torch.equal(router.null[j], router.real[j % num_real])
 
 
-def test_router_gradient_has_ordinary_size_under_a_tiny_scale():
+def test_tiny_scale_router_gradient_size():
     model = build_moe_model("granitemoe")
     layer = find_moe_layers(model)[0]
     with torch.no_grad():
