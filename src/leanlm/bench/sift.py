@@ -31,7 +31,7 @@ class SiftBenchConfig:
     candidates: tuple[str, ...] = tuple(REASONING_DATASETS)  # sets screened
     datasets: tuple[str, ...] | None = None  # sets to run SIFT on, or None for those that pass the screening
     screen_items: int = 50
-    screen_seed: int = 1  # the evaluation items use `seed`, so screening never sees them
+    screen_seed: int = 1  # the evaluation items use `seed`, so the screening never uses them
     threshold: float = 0.20  # screening accuracy a set must exceed
     n: int = 200
     seed: int = 0

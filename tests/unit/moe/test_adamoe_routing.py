@@ -57,7 +57,7 @@ def test_balance_loss_ignores_the_split_among_null_experts():
     spread_over_nulls = torch.tensor([[0, 4], [1, 5], [2, 4], [3, 5]])
 
     same_total = balance_loss(probabilities, all_on_first_null, E), balance_loss(probabilities, spread_over_nulls, E)
-    # the plain Switch loss (averaging over the token axis leaves f unchanged) tells the two apart
+    # the plain Switch loss (averaging over the token axis leaves f unchanged) distinguishes the two
     switch = [balance_loss(probabilities, chosen, num_real=E + M) for chosen in (all_on_first_null, spread_over_nulls)]
 
     assert same_total[0].item() == pytest.approx(same_total[1].item())

@@ -181,7 +181,8 @@ def test_open_state_of_other_items_is_ignored(tmp_path):
     backend = ScriptedBackend(script_agreeing_at(AGREE_AT))
     records = Sift(backend).run(ITEMS[1:], out)  # another item set: b, c, d are open
 
-    assert ("sticker", "Q2") in backend.calls and ("sticker", "Q3") in backend.calls
+    assert ("sticker", "Q2") in backend.calls
+    assert ("sticker", "Q3") in backend.calls
     assert [r.stage for r in records] == ["stage2", "stage3", "fallback"]
 
 

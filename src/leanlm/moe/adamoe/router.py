@@ -6,7 +6,7 @@ logits steers how many real experts a token gets on average.
 
 Weights are kept in unscaled units: logits = logit_scale * (W x). A converted model stores its router
 scaled by 2**-40 (see `leanlm.moe.granite`), so that its softmax weights are exactly uniform. The weights'
-gradients leave the scale out, so they and Adam's steps have ordinary sizes; the gradient that flows on
+gradients leave the scale out, so they and Adam's steps have ordinary sizes. The gradient that flows on
 into the hidden states is the true one. With M = 0 and untouched weights the logits equal the model's own, bit for bit, because the
 scale is a power of two.
 
