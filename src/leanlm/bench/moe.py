@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,8 @@ from transformers import PreTrainedModel
 
 from leanlm.errors import InvalidArgumentError
 from leanlm.moe.adamoe import AdaMoERouters
+from leanlm.moe.adamoe.artifact import load_adamoe, save_adamoe
+from leanlm.moe.adamoe.fit import AdaMoEFitConfig, fit_adamoe
 from leanlm.runtime.moe import ExpertFlopsCounter, RoutingPolicy, find_moe_layers, moe_runtime
 
 logger = logging.getLogger(__name__)
@@ -168,6 +171,7 @@ class MoeBenchConfig:
     adamoe_top_k: int = 6
     adamoe_steps: int = 100
     repeats: int = 3  # timed passes per row; tokens/s is their median
+    work_dir: Path | None = None  # fitted AdaMoE routers are kept here and reused by a rerun; None: fit every time
 
     def __post_init__(self) -> None:
         if self.base_k not in self.top_ks:
@@ -182,7 +186,6 @@ def bench_moe(converted, dense, config: MoeBenchConfig, stage: Stage) -> list[Mo
     """Rows for a converted MoE (`LoadedModel`) and its dense source (`LoadedModel`), on the evaluation split."""
     from leanlm.data import token_windows
     from leanlm.moe import set_top_k
-    from leanlm.moe.adamoe.fit import AdaMoEFitConfig, fit_adamoe
 
     windows = token_windows(converted.tokenizer, "evaluation", config.window, config.windows)
     model = converted.model
@@ -201,11 +204,31 @@ def bench_moe(converted, dense, config: MoeBenchConfig, stage: Stage) -> list[Mo
         fit = AdaMoEFitConfig(
             num_null=config.num_null, top_k=config.adamoe_top_k, target_real=target, steps=config.adamoe_steps
         )
-        routers, _ = fit_adamoe(converted, fit, stage=stage)
+        routers = fitted_routers(converted, fit, config.work_dir, stage)
         name = f"adamoe-target-{target:g}"
         rows.append(adamoe_row(name, model, windows, routers, config.base_k, measured[config.base_k], config.repeats))
         logger.info("%s: %.2f real experts, ppl %.2f", name, rows[-1].avg_real_experts, rows[-1].ppl)
     return [dense_row, *rows]
+
+
+def fitted_routers(converted, fit: AdaMoEFitConfig, work_dir: Path | None, stage: Stage) -> AdaMoERouters:
+    """Return AdaMoE routers for `converted` at its current top-k: read from `work_dir` if fitted there before.
+
+    A fit is saved as an AdaMoE artifact named after its settings; its training checkpoints sit beside it,
+    so an interrupted fit resumes.
+    """
+    if work_dir is None:
+        return fit_adamoe(converted, fit, stage=stage)[0]
+    base_k = converted.model.config.num_experts_per_tok
+    path = work_dir / (
+        f"adamoe-base{base_k}-null{fit.num_null}-slots{fit.top_k}-target{fit.target_real:g}-steps{fit.steps}"
+    )
+    if path.is_dir():
+        logger.info("reusing the AdaMoE routers in %s", path)
+        return load_adamoe(path, converted)
+    routers, report = fit_adamoe(converted, fit, checkpoint_dir=path.with_name(path.name + ".checkpoint"), stage=stage)
+    save_adamoe(path, routers, converted, report)
+    return routers
 
 
 # Tiny random-weight models of two stock transformers MoE classes, to show the runtime on them. Their
@@ -214,7 +237,12 @@ TINY_EXPERTS, TINY_TOP_K, TINY_VOCAB = 8, 2, 256
 
 
 def _tiny_model(kind: str) -> PreTrainedModel:
-    from transformers import MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    from transformers import (
+        MixtralConfig,
+        MixtralForCausalLM,
+        Qwen3MoeConfig,
+        Qwen3MoeForCausalLM,
+    )
 
     common = dict(
         vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

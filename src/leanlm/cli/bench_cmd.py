@@ -159,13 +159,16 @@ def moe(
     experts: int = typer.Option(16, help="Experts per layer when converting the default model."),
     top_ks: str = typer.Option("2,4,8,12,16", help="Top-k values measured, comma-separated."),
     base_k: int = typer.Option(12, help="The top-k AdaMoE starts from and is compared with; one of --top-ks."),
-    targets: str = typer.Option("10,9", help="AdaMoE targets: average real experts per token, comma-separated."),
+    targets: str = typer.Option("11,10.2", help="AdaMoE targets: average real experts per token, comma-separated."),
     null_experts: int = typer.Option(8, help="Null experts per router for AdaMoE."),
     adamoe_top_k: int = typer.Option(14, help="AdaMoE slots per token over real and null experts."),
     adamoe_steps: int = typer.Option(100, help="AdaMoE router training steps per target."),
     windows: int = typer.Option(8, help="Evaluation windows."),
     window: int = typer.Option(256, help="Tokens per evaluation window."),
     tiny: bool = typer.Option(True, "--tiny/--no-tiny", help="Also run the rows on tiny random Mixtral and Qwen3-MoE models."),
+    work: Path | None = typer.Option(
+        None, help="Directory that keeps the fitted AdaMoE routers for reruns; default $LEANLM_HOME/bench/moe/<model>."
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON to this path."),
     png_path: Path | None = typer.Option(None, "--png", help="Write a histogram of real experts per token here."),
 ):
@@ -173,6 +176,7 @@ def moe(
     from leanlm.bench.moe import MoeBenchConfig, bench_moe, tiny_rows
     from leanlm.bench.plot import plot_real_experts_histogram
     from leanlm.cli.console import parse_floats
+    from leanlm.home import leanlm_home
 
     check_json_path(json_path)
     config = MoeBenchConfig(
@@ -182,6 +186,7 @@ def moe(
     )
     dense = load_with_status(DEFAULT_MODEL if model is None else _base_model_of(Path(model)))
     converted = load_with_status(str(Path(model) if model else _converted_default(dense, experts, base_k)))
+    config.work_dir = work or leanlm_home() / "bench" / "moe" / _safe_name(converted.name)
     rows = [row.to_dict() for row in bench_moe(converted, dense, config, progress_bar)]
     tiny_results = {kind: [row.to_dict() for row in tiny_rows(kind, progress_bar)] for kind in ("mixtral", "qwen3_moe")} if tiny else {}
 

@@ -83,3 +83,18 @@ def test_balance_loss_is_one_when_uniform():
 def test_bad_sizes_raise(shape, num_real, top_k):
     with pytest.raises(InvalidArgumentError):
         adamoe_routing(torch.zeros(shape), num_real, top_k)
+
+
+def test_fixed_weight_keeps_renormalised_gradient():
+    logits = torch.tensor([[5.0, 0.0, 1.0, 0.0, 4.0, -9.0], [0.5, 3.0, 2.0, 0.0, -9.0, -9.0]], requires_grad=True)
+    upstream = torch.tensor([[1.0, -2.0, 0.5], [0.3, 0.7, -1.0]])  # [N, K]
+
+    fixed, _, _ = adamoe_routing(logits, num_real=E, top_k=3, real_weight=0.25)
+    (fixed.weights * upstream).sum().backward()
+    fixed_grad, logits.grad = logits.grad.clone(), None
+    renormalised, _, _ = adamoe_routing(logits, num_real=E, top_k=3)
+    (renormalised.weights * upstream).sum().backward()
+
+    assert fixed.experts.tolist() == [[0, NULL_EXPERT, 2], [1, 2, 0]]
+    assert fixed.weights.tolist() == [[0.25, 0.0, 0.25], [0.25, 0.25, 0.25]]
+    assert torch.equal(fixed_grad, logits.grad)

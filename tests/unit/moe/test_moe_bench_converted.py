@@ -15,8 +15,7 @@ def no_progress(description, total):
     yield lambda n=1: None
 
 
-@pytest.fixture
-def rows(loaded, tmp_path):
+def converted_and_config(loaded, tmp_path, work_dir=None):
     moe, report = convert_to_moe(loaded, ConvertConfig(experts=4, top_k=2, window=32, calibration_windows=4))
     save_moe_checkpoint(tmp_path / "moe", moe, loaded, report)
     converted = LoadedModel(
@@ -25,8 +24,14 @@ def rows(loaded, tmp_path):
     )
     config = MoeBenchConfig(
         windows=2, window=32, top_ks=(1, 2, 4), base_k=2, targets=(1.5,), num_null=2, adamoe_top_k=3,
-        adamoe_steps=3, repeats=1,
+        adamoe_steps=3, repeats=1, work_dir=work_dir,
     )
+    return converted, config
+
+
+@pytest.fixture
+def rows(loaded, tmp_path):
+    converted, config = converted_and_config(loaded, tmp_path)
     return {row.method: row for row in bench_moe(converted, loaded, config, no_progress)}
 
 
@@ -45,3 +50,19 @@ def test_adamoe_row_is_compared_with_its_base(rows):
     assert adamoe.base == "top-2"
     assert 0 < adamoe.avg_real_experts <= 3
     assert adamoe.expert_flops_ratio == pytest.approx(adamoe.avg_real_experts / 2)
+
+
+def test_rerun_reuses_fitted_routers(loaded, tmp_path, monkeypatch):
+    converted, config = converted_and_config(loaded, tmp_path, work_dir=tmp_path / "work")
+    first = bench_moe(converted, loaded, config, no_progress)[-1]
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the routers were fitted again")
+
+    monkeypatch.setattr("leanlm.bench.moe.fit_adamoe", no_fit)
+    again = bench_moe(converted, loaded, config, no_progress)[-1]
+
+    assert (first.method, first.ppl, first.avg_real_experts) == (again.method, again.ppl, again.avg_real_experts)
+    assert [path.name for path in (tmp_path / "work").iterdir() if not path.name.endswith(".checkpoint")] == [
+        "adamoe-base2-null2-slots3-target1.5-steps3"
+    ]

@@ -55,13 +55,18 @@ class AdaMoEFitConfig:
         )
 
 
-def router_logit_scale(loaded: LoadedModel) -> float:
-    """Return the scale a model's stored router weights carry: 2**-40 for a converted model, else 1."""
-    if getattr(loaded.model.config, "kind", None) == CONVERTED_KIND:
-        from leanlm.moe.granite import ROUTER_SCALE
+def converted_routing(loaded: LoadedModel) -> tuple[float, float | None]:
+    """Return the router logit scale and the fixed real-expert weight of `loaded`.
 
-        return ROUTER_SCALE
-    return 1.0
+    A model written by `leanlm moe convert` and run at top-k k stores its router scaled by 2**-40 and sums
+    its chosen experts, so it gets (2**-40, 1/k). Any other model gets (1, None): unscaled logits and
+    renormalised weights.
+    """
+    if getattr(loaded.model.config, "kind", None) != CONVERTED_KIND:
+        return 1.0, None
+    from leanlm.moe.granite import ROUTER_SCALE
+
+    return ROUTER_SCALE, 1.0 / loaded.model.config.num_experts_per_tok
 
 
 def fit_adamoe(
@@ -77,7 +82,7 @@ def fit_adamoe(
     windows = token_windows(loaded.tokenizer, "calibration", config.window, config.calibration_windows)
     fit_windows, held_out = windows[:-1], windows[-1:]
 
-    routers = null_expert_routers(loaded.model, config.num_null, config.top_k, router_logit_scale(loaded))
+    routers = null_expert_routers(loaded.model, config.num_null, config.top_k, *converted_routing(loaded))
     routers.to(loaded.model.device)
     stats = []
     if config.steps:

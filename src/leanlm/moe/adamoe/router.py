@@ -17,7 +17,11 @@ import torch
 from torch import nn
 
 from leanlm.errors import InvalidArgumentError
-from leanlm.moe.adamoe.routing import adamoe_routing, balance_loss, real_experts_per_token
+from leanlm.moe.adamoe.routing import (
+    adamoe_routing,
+    balance_loss,
+    real_experts_per_token,
+)
 from leanlm.runtime.moe import Routing, find_moe_layers
 
 
@@ -69,10 +73,11 @@ class NullExpertRouter(nn.Module):
 class AdaMoERouters(nn.Module):
     """The null-expert routers of every MoE layer, with the routing policy and the statistics of the last forward."""
 
-    def __init__(self, routers: list[NullExpertRouter], top_k: int):
+    def __init__(self, routers: list[NullExpertRouter], top_k: int, real_weight: float | None = None):
         super().__init__()
         self.layers = nn.ModuleList(routers)
         self.top_k = top_k
+        self.real_weight = real_weight  # None: renormalise the chosen real experts' weights (see adamoe_routing)
         self.balance_losses: list[torch.Tensor] = []  # one per layer of the last forward
         self.real_counts: list[torch.Tensor] = []  # real experts per token [N], one per layer
         self.logit_spreads: list[float] = []  # standard deviation of the unscaled logits, one per layer
@@ -81,7 +86,7 @@ class AdaMoERouters(nn.Module):
         """Route one layer with its null-expert router (the stock router logits are not used)."""
         router = self.layers[layer_index]
         logits = router.logits(hidden)  # [N, E+M]
-        routing, probabilities, chosen = adamoe_routing(logits, router.num_real, self.top_k)
+        routing, probabilities, chosen = adamoe_routing(logits, router.num_real, self.top_k, self.real_weight)
         # NOTE: the statistics reset when layer 0 routes, so they describe one forward pass only when every
         # forward starts at layer 0 (true for whole-model forwards, not for a policy called on one block).
         if layer_index == 0:
@@ -99,10 +104,13 @@ class AdaMoERouters(nn.Module):
         return torch.cat(self.real_counts).mean().item()
 
 
-def null_expert_routers(model: nn.Module, num_null: int, top_k: int, logit_scale: float = 1.0) -> AdaMoERouters:
+def null_expert_routers(
+    model: nn.Module, num_null: int, top_k: int, logit_scale: float = 1.0, real_weight: float | None = None
+) -> AdaMoERouters:
     """Return null-expert routers for every MoE layer of `model`, initialised from its routers.
 
-    AdaMoE renormalises the chosen real experts' weights, as Mixtral and GraniteMoe do. For a base that
+    `logit_scale` and `real_weight` are 2**-40 and 1/k for a model converted at top-k k, else 1 and None
+    (see `leanlm.moe.adamoe.fit.converted_routing`). With None, AdaMoE renormalises the chosen real experts' weights, as Mixtral and GraniteMoe do. For a base that
     leaves the top-k probabilities unnormalised (Qwen2-MoE and Qwen3-MoE with `norm_topk_prob` False), M = 0
     therefore does not reproduce the base.
     """
@@ -112,4 +120,4 @@ def null_expert_routers(model: nn.Module, num_null: int, top_k: int, logit_scale
         NullExpertRouter(layer.adapter.router(layer.block).weight, num_null, logit_scale)
         for layer in find_moe_layers(model)
     ]
-    return AdaMoERouters(routers, top_k)
+    return AdaMoERouters(routers, top_k, real_weight)
