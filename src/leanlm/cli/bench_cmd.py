@@ -186,7 +186,7 @@ def moe(
     )
     dense = load_with_status(DEFAULT_MODEL if model is None else _base_model_of(Path(model)))
     converted = load_with_status(str(Path(model) if model else _converted_default(dense, experts, base_k)))
-    config.work_dir = work or leanlm_home() / "bench" / "moe" / _safe_name(converted.name)
+    config.work_dir = work or leanlm_home() / "bench" / "moe" / _safe_name(Path(converted.name).name)
     rows = [row.to_dict() for row in bench_moe(converted, dense, config, progress_bar)]
     tiny_results = {kind: [row.to_dict() for row in tiny_rows(kind, progress_bar)] for kind in ("mixtral", "qwen3_moe")} if tiny else {}
 
