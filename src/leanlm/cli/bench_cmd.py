@@ -192,8 +192,11 @@ def moe(
 
     for title, table_rows in [(f"MoE routing on {converted.name}", rows)] + [(f"tiny random {k}", r) for k, r in tiny_results.items()]:
         table = Table(title=title)
-        for column in ("method", "base", "real experts", "expert FLOPs ratio", "ppl", "tokens/s"):
+        table.add_column("method", no_wrap=True)  # names such as adamoe-target-10.2 stay whole
+        for column in ("base", "real experts", "expert FLOPs ratio"):
             table.add_column(column, justify="right")
+        table.add_column("ppl", justify="right", no_wrap=True)
+        table.add_column("tokens/s", justify="right")
         for row in table_rows:
             table.add_row(
                 row["method"], row.get("base", "-"), f"{row['avg_real_experts']:.2f}", f"{row['expert_flops_ratio']:.3f}",
