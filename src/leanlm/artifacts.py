@@ -41,13 +41,13 @@ def save_artifact(
     tensors: dict[str, dict[str, torch.Tensor]],
     report: dict,
 ) -> Path:
-    """Write an artifact directory atomically, replacing any artifact already at `directory`.
+    """Write an artifact directory atomically, replacing an artifact of the same kind already at `directory`.
 
-    Anything else at `directory` (a file, or a directory that is not a leanlm artifact) is left alone and
-    raises `ArtifactError`.
+    Anything else at `directory` (a file, another kind of artifact, or a directory that is not a leanlm
+    artifact) is left alone and raises `ArtifactError`.
     """
     directory = Path(directory)
-    check_replaceable(directory)
+    check_replaceable(directory, kind)
     header = {"kind": kind, "leanlm_version": __version__, "base_model": base_model, "base_fingerprint": base_fingerprint}
 
     def fill(tmp: Path) -> None:
@@ -89,8 +89,8 @@ def _match_json_mode(path: Path, reference: Path) -> None:
     os.chmod(path, reference.stat().st_mode & 0o777)
 
 
-def check_replaceable(directory: Path) -> None:
-    """Raise `ArtifactError` unless `directory` is free or contains a leanlm artifact that may be replaced."""
+def check_replaceable(directory: Path, kind: str) -> None:
+    """Raise `ArtifactError` unless `directory` is free or contains a leanlm artifact of `kind`, which may be replaced."""
     directory = Path(directory)
     if not directory.exists() and not directory.is_symlink():
         return
@@ -99,8 +99,13 @@ def check_replaceable(directory: Path) -> None:
             config = json.loads((directory / CONFIG_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             config = None
-        if isinstance(config, dict) and "kind" in config:
+        if isinstance(config, dict) and config.get("kind") == kind:
             return
+        if isinstance(config, dict) and "kind" in config:
+            raise ArtifactError(
+                f"{directory} contains a leanlm artifact of kind {config['kind']!r}, not {kind!r}, so it would be "
+                "replaced; choose a new path"
+            )
     raise ArtifactError(
         f"{directory} already exists and is not a leanlm artifact, so it would be replaced; choose a new path"
     )
@@ -114,7 +119,7 @@ def load_artifact(directory: Path, *, kinds: tuple[str, ...], base_fingerprint: 
         raise ArtifactError(f"{directory} is not a leanlm artifact (no {CONFIG_FILE}); fit one first")
     config = _read_json(config_path)
     if config.get("kind") not in kinds:
-        raise ArtifactError(f"{directory} contains a {config.get('kind')!r} artifact, but expected one of {', '.join(kinds)}")
+        raise ArtifactError(f"{directory} contains an artifact of kind {config.get('kind')!r}, but expected one of {', '.join(kinds)}")
     if base_fingerprint is not None and config.get("base_fingerprint") != base_fingerprint:
         raise ArtifactError(
             f"{directory} was fitted on {config.get('base_model')!r} (fingerprint {config.get('base_fingerprint')}), "

@@ -110,3 +110,14 @@ def test_save_replaces_earlier_artifact(tmp_path):
     save_artifact(target, kind="k", base_model="m", base_fingerprint="f", config={"version": 2}, tensors={}, report={})
 
     assert json.loads((target / "config.json").read_text())["version"] == 2
+
+
+def test_other_kind_not_replaced(tmp_path):
+    save_sample(tmp_path / "art")
+    with pytest.raises(ArtifactError, match="of kind 'sample-kind', not 'adamoe'"):
+        save_artifact(
+            tmp_path / "art", kind="adamoe", base_model="tiny", base_fingerprint="abc123", config={},
+            tensors={"routers": {"w": torch.zeros(1)}}, report={},
+        )
+
+    assert load_artifact(tmp_path / "art", kinds=("sample-kind",)).config["rank"] == 4

@@ -176,10 +176,20 @@ class MoeBenchConfig:
     def __post_init__(self) -> None:
         if self.base_k not in self.top_ks:
             raise InvalidArgumentError(f"--base-k {self.base_k} must be one of --top-ks {self.top_ks}")
+        if min(self.top_ks) < 1:
+            raise InvalidArgumentError(f"every --top-ks value must be 1 or more, got {self.top_ks}")
         if self.windows < 1 or self.window < 2 or self.repeats < 1:
             raise InvalidArgumentError(
                 f"need windows >= 1, window >= 2 and repeats >= 1, got {self.windows}, {self.window}, {self.repeats}"
             )
+        self.fit_configs()  # checks the AdaMoE settings before the long top-k rows
+
+    def fit_configs(self) -> list[AdaMoEFitConfig]:
+        """Return one AdaMoE fit per target."""
+        return [
+            AdaMoEFitConfig(num_null=self.num_null, top_k=self.adamoe_top_k, target_real=target, steps=self.adamoe_steps)
+            for target in self.targets
+        ]
 
 
 def bench_moe(converted, dense, config: MoeBenchConfig, stage: Stage) -> list[MoeRow]:
@@ -200,12 +210,9 @@ def bench_moe(converted, dense, config: MoeBenchConfig, stage: Stage) -> list[Mo
     rows, measured = top_k_rows(model, windows, list(config.top_ks), config.base_k, converted_at, stage, config.repeats)
     dense_row = MoeRow("dense", float(experts), experts / config.base_k, plain.ppl, plain.tokens_per_s)
 
-    for target in config.targets:
-        fit = AdaMoEFitConfig(
-            num_null=config.num_null, top_k=config.adamoe_top_k, target_real=target, steps=config.adamoe_steps
-        )
+    for fit in config.fit_configs():
         routers = fitted_routers(converted, fit, config.work_dir, stage)
-        name = f"adamoe-target-{target:g}"
+        name = f"adamoe-target-{fit.target_real:g}"
         rows.append(adamoe_row(name, model, windows, routers, config.base_k, measured[config.base_k], config.repeats))
         logger.info("%s: %.2f real experts, ppl %.2f", name, rows[-1].avg_real_experts, rows[-1].ppl)
     return [dense_row, *rows]

@@ -64,12 +64,13 @@ def ppl(
             f"in {result.windows} {noun}; {cache_name} after prefill: {result.kv_bytes / 2**20:.2f} MiB",
             highlight=False,
         )
-    if routers is not None:
-        console.print(f"AdaMoE: {routers.avg_real_experts():.2f} real experts per token and layer in the last batch")
     details = {
         "model": model, "split": split, "window": window, "context": context,
         "kv": [str(path) for path in kv] if kv else None, "adamoe": str(adamoe) if adamoe else None,
     }
+    if routers is not None:
+        details["avg_real_experts"] = routers.avg_real_experts_all()
+        console.print(f"AdaMoE: {details['avg_real_experts']:.2f} real experts per token and layer over all windows")
     write_json(json_path, result.to_dict() | details)
 
 

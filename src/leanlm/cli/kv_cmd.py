@@ -32,10 +32,10 @@ def matryoshka(
     """
     from leanlm.artifacts import check_replaceable
     from leanlm.kv.matryoshka.fit import FitConfig, fit_matryoshka
-    from leanlm.kv.matryoshka.method import save_matryoshka
+    from leanlm.kv.matryoshka.method import KIND, save_matryoshka
 
     check_output_path(out, "--out")
-    check_replaceable(out)
+    check_replaceable(out, KIND)
     config = FitConfig(
         budget=budget, steps=steps, search=not uniform, window=window,
         calibration_windows=calibration_windows, search_rounds=search_rounds, seed=seed,
@@ -70,10 +70,10 @@ def gate(
     from leanlm.artifacts import check_replaceable
     from leanlm.eval import continuation_perplexity
     from leanlm.kv.gate.fit import GateFitConfig, fit_gate
-    from leanlm.kv.gate.method import save_gate
+    from leanlm.kv.gate.method import KIND, save_gate
 
     check_output_path(out, "--out")
-    check_replaceable(out)
+    check_replaceable(out, KIND)
     config = GateFitConfig(
         evict=evict, steps=steps, window=window, calibration_windows=calibration_windows,
         sinks=sinks, recent=recent, seed=seed,

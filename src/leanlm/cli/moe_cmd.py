@@ -97,7 +97,8 @@ def _score(loaded, moe, scored_top_k: list[int], windows) -> dict:
 
 
 def _print_perplexity(evaluation: dict, experts: int) -> None:
-    table = Table(title=f"perplexity on {evaluation['windows']} evaluation windows of {evaluation['window']} tokens")
+    noun = "window" if evaluation["windows"] == 1 else "windows"
+    table = Table(title=f"perplexity on {evaluation['windows']} evaluation {noun} of {evaluation['window']} tokens")
     table.add_column("model")
     table.add_column("experts used", justify="right")
     table.add_column("perplexity", justify="right")
@@ -132,11 +133,11 @@ def fit_adamoe_command(
     Training checkpoints go to OUT.checkpoint; running the same command again resumes from them.
     """
     from leanlm.artifacts import check_replaceable
-    from leanlm.moe.adamoe.artifact import save_adamoe
+    from leanlm.moe.adamoe.artifact import KIND, save_adamoe
     from leanlm.moe.adamoe.fit import AdaMoEFitConfig, fit_adamoe
 
     check_output_path(out, "--out")
-    check_replaceable(out)
+    check_replaceable(out, KIND)
     config = AdaMoEFitConfig(
         num_null=null_experts, top_k=top_k, target_real=target_real, steps=steps, batch=batch, window=window,
         calibration_windows=calibration_windows, learning_rate=learning_rate, balance_weight=balance_weight,

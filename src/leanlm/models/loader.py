@@ -5,6 +5,7 @@ Face directory, or a hub id (only where a hub is reachable). GGUF files are dequ
 """
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from leanlm.models.gguf_cache import converted_dir, gguf_fingerprint
 from leanlm.models.registry import DEFAULT_MODEL, REGISTRY, registry_entry
 
 logger = logging.getLogger(__name__)
+
+# samples of each weight file that go into a directory fingerprint (see _directory_fingerprint)
+FINGERPRINT_SLICES, FINGERPRINT_SLICE_BYTES = 16, 64 * 1024
 
 
 @dataclass
@@ -69,10 +73,13 @@ def _resolve(spec: str) -> tuple[str | Path, str]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelFileError(f"{path} has no config.json, so it is not a Hugging Face model directory")
+        _check_not_artifact(path)
         return path, _directory_fingerprint(path)
 
     if path.is_file():
         raise ModelFileError(f"{path} is a file but not a .gguf model; pass a .gguf file or a model directory")
+    if spec.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"model directory {path} not found; check the path")
     if spec.count("/") != 1:
         raise ModelNotFoundError(
             f"unknown model {spec!r}; use a registry name ({', '.join(REGISTRY)}), a .gguf file, "
@@ -95,11 +102,34 @@ def _hub_snapshot(repo_id: str) -> tuple[Path, str]:
     return directory, _directory_fingerprint(directory)
 
 
+def _check_not_artifact(directory: Path) -> None:
+    """Raise ModelFileError when `directory` is a leanlm artifact (it has a kind but no model_type)."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # from_pretrained reports an unreadable config.json
+    if isinstance(config, dict) and "kind" in config and "model_type" not in config:
+        raise ModelFileError(
+            f"{directory} is a leanlm {config['kind']!r} artifact, not a model; give it to the option that takes "
+            "it (such as --adamoe or --kv) and the model it was fitted on with -m"
+        )
+
+
 def _directory_fingerprint(directory: Path) -> str:
-    """Hash config.json and the names and sizes of the weight files: cheap, and changes when weights do."""
+    """Hash config.json, the weight files' names and sizes, and samples of their bytes.
+
+    Reading 16 slices of 64 KiB per weight file costs milliseconds and distinguishes two checkpoints of the
+    same shape with different weights, such as two conversions of one model with other settings.
+    NOTE: a change confined to bytes between the slices leaves the fingerprint unchanged.
+    """
     digest = hashlib.sha256((directory / "config.json").read_bytes())
     for weights in sorted(directory.glob("*.safetensors")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}".encode())
+        with weights.open("rb") as file:
+            for index in range(FINGERPRINT_SLICES):
+                file.seek(size * index // FINGERPRINT_SLICES)
+                digest.update(file.read(FINGERPRINT_SLICE_BYTES))
     return digest.hexdigest()[:16]
 
 

@@ -20,7 +20,6 @@ from leanlm.artifacts import (
     check_replaceable,
     write_directory,
 )
-from leanlm.errors import ArtifactError
 from leanlm.models.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -30,15 +29,7 @@ KIND = "moe-converted-model"
 
 def check_moe_output(directory: Path) -> None:
     """Raise ArtifactError unless `directory` is free or contains an earlier converted MoE, which may be replaced."""
-    directory = Path(directory)
-    check_replaceable(directory)
-    if not directory.exists():
-        return
-    kind = json.loads((directory / CONFIG_FILE).read_text()).get("kind")
-    if kind != KIND:
-        raise ArtifactError(
-            f"{directory} contains a {kind!r} artifact, not a converted MoE, so it would be replaced; choose a new path"
-        )
+    check_replaceable(directory, KIND)
 
 
 def save_moe_checkpoint(directory: Path, model: GraniteMoeForCausalLM, loaded: LoadedModel, report: dict) -> Path:

@@ -77,7 +77,22 @@ def test_directory_without_config_raises(tmp_path: Path) -> None:
 def test_missing_path_with_slashes(tmp_path: Path) -> None:
     # More than one slash rules out a hub id, so a missing local path is reported as unknown.
     with pytest.raises(ModelNotFoundError, match="unknown model"):
-        load_model(str(tmp_path / "not" / "there"))
+        load_model("not/there/either")
+
+
+def test_missing_local_path_raises(tmp_path: Path) -> None:
+    for spec in (str(tmp_path / "missing"), "./missing-model"):
+        with pytest.raises(ModelNotFoundError, match="not found; check the path"):
+            load_model(spec)
+
+
+def test_artifact_directory_not_a_model(tmp_path: Path) -> None:
+    directory = tmp_path / "adamoe-10"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"kind": "adamoe", "top_k": 14}))
+
+    with pytest.raises(ModelFileError, match="is a leanlm 'adamoe' artifact, not a model"):
+        load_model(str(directory))
 
 
 def test_existing_file_not_model(tmp_path: Path) -> None:

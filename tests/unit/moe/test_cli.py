@@ -135,9 +135,11 @@ def test_fit_adamoe_then_eval_with_it(capsys, converted_dir, tmp_path):
 
     code, stdout, _ = run_cli(
         capsys, "eval", "ppl", "-m", str(converted_dir), "--adamoe", str(out), "--window", "32", "--max-windows", "2",
+        "--json", str(tmp_path / "ppl.json"),
     )
     assert code == 0
     assert "AdaMoE:" in stdout
+    assert 0 <= json.loads((tmp_path / "ppl.json").read_text())["avg_real_experts"] <= 3
 
 
 def test_adamoe_artifact_of_another_model_is_one_error_line(capsys, converted_dir, model_dir, tmp_path):

@@ -75,9 +75,34 @@ def test_output_path_with_other_files(tmp_path):
 def test_output_path_with_other_artifact(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"kind": "matryoshka-kv"}))
 
-    with pytest.raises(ArtifactError, match="contains a 'matryoshka-kv' artifact, not a converted MoE"):
+    with pytest.raises(ArtifactError, match="of kind 'matryoshka-kv', not 'moe-converted-model'"):
         check_moe_output(tmp_path)
 
 
 def test_output_path_free(tmp_path):
     check_moe_output(tmp_path / "new")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+        ({"target_real": float("inf")}, "target_real must be a finite number"),
+        ({"balance_weight": float("nan")}, "balance_weight must be a finite number"),
+        ({"top_k": 6, "num_null": 2, "target_real": 3.0}, "out of reach: with top-k 6 and 2 null experts a token gets from 4 to 6"),
+        ({"top_k": 6, "target_real": 7.0}, "out of reach"),
+        ({"batch": 8, "calibration_windows": 4}, "more than the 3 training windows"),
+    ],
+)
+def test_bad_adamoe_settings(settings, message):
+    from leanlm.moe.adamoe.fit import AdaMoEFitConfig
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        AdaMoEFitConfig(**settings)
+
+
+def test_bench_target_checked_before_run():
+    from leanlm.bench.moe import MoeBenchConfig
+
+    with pytest.raises(InvalidArgumentError, match="out of reach"):
+        MoeBenchConfig(targets=(20.0,))

@@ -47,6 +47,16 @@ class AdaMoEFitConfig:
                 f"need at least 2 calibration windows of at least 2 tokens, got {self.calibration_windows} of {self.window}"
             )
         self.train_config()  # checks the training settings
+        if self.target_real is not None and not self.top_k - self.num_null <= self.target_real <= self.top_k:
+            raise InvalidArgumentError(
+                f"target of {self.target_real} real experts per token is out of reach: with top-k {self.top_k} and "
+                f"{self.num_null} null experts a token gets from {max(0, self.top_k - self.num_null)} to {self.top_k}"
+            )
+        if self.steps and self.batch > self.calibration_windows - 1:
+            raise InvalidArgumentError(
+                f"batch of {self.batch} windows is more than the {self.calibration_windows - 1} training windows "
+                "(one calibration window is held out); lower --batch or raise --calibration-windows"
+            )
 
     def train_config(self) -> AdaMoETrainConfig:
         return AdaMoETrainConfig(
@@ -75,10 +85,11 @@ def fit_adamoe(
     """Train null-expert routers for `loaded` (an MoE model); return them and a report with held-out figures."""
     stage = stage or _silent_stage
     layers = find_moe_layers(loaded.model)
-    if config.top_k > layers[0].spec.num_experts + config.num_null:
-        raise InvalidArgumentError(
-            f"top-k {config.top_k} exceeds the {layers[0].spec.num_experts} real + {config.num_null} null experts"
-        )
+    real = layers[0].spec.num_experts
+    if config.top_k > real + config.num_null:
+        raise InvalidArgumentError(f"top-k {config.top_k} exceeds the {real} real + {config.num_null} null experts")
+    if config.target_real is not None and config.target_real > real:
+        raise InvalidArgumentError(f"target of {config.target_real} real experts per token exceeds the model's {real}")
     windows = token_windows(loaded.tokenizer, "calibration", config.window, config.calibration_windows)
     fit_windows, held_out = windows[:-1], windows[-1:]
 

@@ -81,6 +81,7 @@ class AdaMoERouters(nn.Module):
         self.balance_losses: list[torch.Tensor] = []  # one per layer of the last forward
         self.real_counts: list[torch.Tensor] = []  # real experts per token [N], one per layer
         self.logit_spreads: list[float] = []  # standard deviation of the unscaled logits, one per layer
+        self.real_total, self.token_layers = 0.0, 0  # real experts and (token, layer) pairs over every forward
 
     def policy(self, router_logits: torch.Tensor, layer_index: int, hidden: torch.Tensor) -> Routing:
         """Route one layer with its null-expert router (the stock router logits are not used)."""
@@ -93,6 +94,8 @@ class AdaMoERouters(nn.Module):
             self.balance_losses, self.real_counts, self.logit_spreads = [], [], []
         self.balance_losses.append(balance_loss(probabilities, chosen, router.num_real))
         self.real_counts.append(real_experts_per_token(routing).detach())
+        self.real_total += self.real_counts[-1].sum().item()
+        self.token_layers += self.real_counts[-1].numel()
         self.logit_spreads.append(logits.detach().float().std().item() / router.logit_scale)
         return Routing(experts=routing.experts, weights=routing.weights.to(hidden.dtype))
 
@@ -102,6 +105,10 @@ class AdaMoERouters(nn.Module):
     def avg_real_experts(self) -> float:
         """Average real experts per token and layer in the last forward."""
         return torch.cat(self.real_counts).mean().item()
+
+    def avg_real_experts_all(self) -> float:
+        """Average real experts per token and layer over every forward since the routers were made."""
+        return self.real_total / max(self.token_layers, 1)
 
 
 def null_expert_routers(

@@ -10,6 +10,7 @@ Shapes: N windows, B windows per step, T tokens, L MoE layers.
 """
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ class AdaMoETrainConfig:
     checkpoint_every: int = 20
 
     def __post_init__(self) -> None:
+        for name in ("target_real", "learning_rate", "balance_weight", "bias_rate"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidArgumentError(f"{name} must be a finite number, got {value}")
         if self.target_real is not None and self.target_real < 0:
             raise InvalidArgumentError(f"target_real must be 0 or more, got {self.target_real}")
         if self.steps < 0 or self.batch < 1 or self.checkpoint_every < 1:
