@@ -66,11 +66,11 @@ def progress_bar(description: str, total: int) -> Iterator:
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
-    """Parse a comma-separated list of integers such as "512,4096"."""
+    """Parse a comma-separated list of integers such as "2,8,16"."""
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise InvalidArgumentError(f"{option} expects comma-separated integers such as 512,4096, got {text!r}")
+        raise InvalidArgumentError(f"{option} expects comma-separated integers such as 2,8,16, got {text!r}")
 
 
 def parse_floats(text: str, option: str) -> tuple[float, ...]:

@@ -36,7 +36,6 @@ def convert(
     from leanlm.data import token_windows
     from leanlm.errors import InvalidArgumentError
     from leanlm.moe import ConvertConfig, check_convertible, check_moe_output, convert_to_moe, save_moe_checkpoint
-    from leanlm.moe.granite import check_top_k
 
     check_output_path(out, "--out")
     check_moe_output(out)
@@ -48,7 +47,8 @@ def convert(
         raise InvalidArgumentError(f"--eval-windows must be 0 (no perplexity check) or more, got {eval_windows}")
     scored_top_k = [top_k]
     for k in parse_ints(compare_top_k, "--compare-top-k") if compare_top_k else ():
-        check_top_k(k, experts)
+        if not 1 <= k <= experts:
+            raise InvalidArgumentError(f"--compare-top-k values must be from 1 to --experts ({experts}), got {k}")
         if k not in scored_top_k:
             scored_top_k.append(k)
     loaded = load_with_status(model)

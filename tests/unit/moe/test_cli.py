@@ -74,7 +74,7 @@ def test_convert_without_evaluation(capsys, model_dir, tmp_path):
     [
         (["--experts", "8", "--top-k", "9"], "top_k must be an integer from 1 to the number of experts (8), got 9"),
         (["--experts", "8", "--compare-top-k", "2,x"], "--compare-top-k expects comma-separated integers"),
-        (["--experts", "8", "--compare-top-k", "16"], "top_k must be an integer from 1 to the number of experts (8), got 16"),
+        (["--experts", "8", "--compare-top-k", "16"], "--compare-top-k values must be from 1 to --experts (8), got 16"),
         (["--experts", "5"], "experts=5 does not divide the MLP's intermediate size 128"),
         (["--eval-windows", "-1"], "--eval-windows must be 0"),
         (["--eval-window", "100000000"], "No window of 100000000 tokens fits in the 'evaluation' split"),

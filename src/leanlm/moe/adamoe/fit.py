@@ -40,8 +40,10 @@ class AdaMoEFitConfig:
     bias_rate: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.num_null < 0 or self.top_k < 1:
-            raise InvalidArgumentError(f"need null experts >= 0 and top-k >= 1, got {self.num_null} and {self.top_k}")
+        if self.num_null < 0:
+            raise InvalidArgumentError(f"the number of null experts must be 0 or more, got {self.num_null}")
+        if self.top_k < 1:
+            raise InvalidArgumentError(f"top-k must be 1 or more, got {self.top_k}")
         if self.calibration_windows < 2 or self.window < 2:
             raise InvalidArgumentError(
                 f"need at least 2 calibration windows of at least 2 tokens, got {self.calibration_windows} of {self.window}"
