@@ -99,12 +99,13 @@ def check_replaceable(directory: Path, kind: str) -> None:
             config = json.loads((directory / CONFIG_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             config = None
-        if isinstance(config, dict) and config.get("kind") == kind:
+        found = config.get("kind") if isinstance(config, dict) else None
+        if found == kind:
             return
-        if isinstance(config, dict) and "kind" in config:
+        if found is not None:
             raise ArtifactError(
-                f"{directory} contains a leanlm artifact of kind {config['kind']!r}, not {kind!r}, so it would be "
-                "replaced; choose a new path"
+                f"{directory} contains a leanlm artifact of kind {found!r}, not {kind!r}, so it would be replaced; "
+                "choose a new path"
             )
     raise ArtifactError(
         f"{directory} already exists and is not a leanlm artifact, so it would be replaced; choose a new path"

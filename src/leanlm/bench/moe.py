@@ -171,7 +171,7 @@ class MoeBenchConfig:
     adamoe_top_k: int = 6
     adamoe_steps: int = 100
     repeats: int = 3  # timed passes per row; tokens/s is their median
-    work_dir: Path | None = None  # fitted AdaMoE routers are kept here and reused by a rerun; None: fit every time
+    work_dir: Path | None = None  # directory of fitted AdaMoE routers that a rerun reuses (None: fit every time)
 
     def __post_init__(self) -> None:
         if self.base_k not in self.top_ks:
@@ -221,8 +221,8 @@ def bench_moe(converted, dense, config: MoeBenchConfig, stage: Stage) -> list[Mo
 def fitted_routers(converted, fit: AdaMoEFitConfig, work_dir: Path | None, stage: Stage) -> AdaMoERouters:
     """Return AdaMoE routers for `converted` at its current top-k: read from `work_dir` if fitted there before.
 
-    A fit is saved as an AdaMoE artifact named after its settings; its training checkpoints sit beside it,
-    so an interrupted fit resumes.
+    A fit is saved as an AdaMoE artifact named after its settings. Its training checkpoints are kept beside
+    it, so an interrupted fit resumes.
     """
     if work_dir is None:
         return fit_adamoe(converted, fit, stage=stage)[0]
@@ -244,12 +244,7 @@ TINY_EXPERTS, TINY_TOP_K, TINY_VOCAB = 8, 2, 256
 
 
 def _tiny_model(kind: str) -> PreTrainedModel:
-    from transformers import (
-        MixtralConfig,
-        MixtralForCausalLM,
-        Qwen3MoeConfig,
-        Qwen3MoeForCausalLM,
-    )
+    from transformers import MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     common = dict(
         vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

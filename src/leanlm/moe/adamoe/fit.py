@@ -52,7 +52,8 @@ class AdaMoEFitConfig:
         if self.target_real is not None and not self.top_k - self.num_null <= self.target_real <= self.top_k:
             raise InvalidArgumentError(
                 f"target of {self.target_real} real experts per token is out of reach: with top-k {self.top_k} and "
-                f"{self.num_null} null experts a token gets from {max(0, self.top_k - self.num_null)} to {self.top_k}"
+                f"{self.num_null} null experts a token gets from {max(0, self.top_k - self.num_null)} to {self.top_k}; "
+                "choose a target in that range"
             )
         if self.steps and self.batch > self.calibration_windows - 1:
             raise InvalidArgumentError(

@@ -34,10 +34,10 @@ def adamoe_routing(
 ) -> tuple[Routing, torch.Tensor, torch.Tensor]:
     """Route tokens over real and null experts.
 
-    `logits` [N, E + M] hold the real experts first. With `real_weight` None the chosen real experts' weights
-    are renormalised; with a number each chosen real expert gets that weight. Returns the routing (null slots as expert -1 with weight 0),
-    the softmax probabilities [N, E + M] and the chosen ids [N, K] over all E + M experts, which the balance
-    loss needs. The top K is taken on the logits, not on the probabilities, because the two orders are the
+    `logits` [N, E + M] contain the real experts first. With `real_weight` None the chosen real experts'
+    weights are renormalised, and with a number each chosen real expert gets that weight. Returns the routing
+    (null slots as expert -1 with weight 0), the softmax probabilities [N, E + M] and the chosen ids [N, K]
+    over all E + M experts, which the balance loss needs. The top K is taken on the logits, not on the probabilities, because the two orders are the
     same in exact arithmetic and only the logits keep it when they are tiny (see `leanlm.moe.granite`).
     """
     _check_sizes(logits, num_real, top_k)
